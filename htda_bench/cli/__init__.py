@@ -1,0 +1,1 @@
+"""The ``htda-bench`` command line: one entry point, a module per subcommand group."""

@@ -1,0 +1,164 @@
+"""Evaluate models under a suite: clean and adversarial outcomes per example into the store.
+
+Data flows one way: data -> model -> attack -> metrics -> store. Every per-example outcome is
+written as soon as its batch is scored, keyed so that a killed run started again with the same
+command skips what is stored and computes the rest; the final numbers equal an uninterrupted
+run's because each example's random start depends only on (seed, example index).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..attacks import build_attack
+from ..data import Split
+from ..leaderboard import eps_label
+from ..metrics.spikes import (SpikeRecorder, firing_rate_per_example, operation_counts, parameter_count,
+                              record_firing)
+from ..store import OutcomeKey, ResultsStore
+from ..suites import Suite
+from ..utils import git_commit, package_versions
+
+CLEAN = "clean"
+MATRIX_EXAMPLES = 256  # clean examples for the layer x step firing-rate matrix (Fig. 5)
+OPS_EXAMPLES = 16  # clean examples for operation counting (slow: a dispatch-mode forward)
+
+
+@dataclass
+class Target:
+    """One model to evaluate, with the identity its results are stored under."""
+
+    name: str
+    model: torch.nn.Module
+    weights_sha256: str
+
+
+def condition_name(attack: str, eps: float) -> str:
+    return CLEAN if attack == CLEAN else f"{attack}@eps{eps_label(eps)}"
+
+
+def _progress(enabled: bool) -> Progress:
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn()]
+    return Progress(*columns, disable=not enabled, transient=False)
+
+
+class SuiteRunner:
+    """Runs one suite over a list of targets into a store."""
+
+    def __init__(self, suite: Suite, split: Split, store: ResultsStore, show_progress: bool = True,
+                 on_batch: Callable[[str, int], None] | None = None):
+        self.suite = suite
+        self.split = split
+        self.store = store
+        self.show_progress = show_progress
+        self.on_batch = on_batch  # called after each stored batch (tests interrupt runs with it)
+        count = min(suite.n_examples, len(split))
+        self.indices = torch.arange(count)
+        self.fingerprint = split.fingerprint
+
+    def key(self, target: Target, seed: int, attack: str, eps: float) -> OutcomeKey:
+        return OutcomeKey(suite=self.suite.name, protocol_version=self.suite.protocol_version, model=target.name,
+                          weights_sha256=target.weights_sha256, dataset_fingerprint=self.fingerprint,
+                          seed=seed, attack=attack, eps=float(eps))
+
+    def _batches(self, todo: list[int]):
+        size = self.suite.batch_size
+        for start in range(0, len(todo), size):
+            index = torch.tensor(todo[start : start + size], dtype=torch.long)
+            yield index, self.split.as_float(index), self.split.labels[index]
+
+    def _score(self, model, recorder: SpikeRecorder, images: torch.Tensor, labels: torch.Tensor):
+        recorder.clear()
+        recorder.enabled = True
+        with torch.no_grad():
+            logits = model(images)
+        counts, neurons = recorder.counts()
+        recorder.enabled = False
+        return (logits.argmax(1) == labels), firing_rate_per_example(counts, neurons)
+
+    def run(self, target: Target) -> str:
+        """Evaluate one target; returns the run id recorded in the store."""
+        model = target.model.eval()
+        model.requires_grad_(False)  # attacks need input gradients only
+        run_id = uuid.uuid4().hex[:12]
+        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        with SpikeRecorder(model) as recorder, _progress(self.show_progress) as progress:
+            recorder.enabled = False
+            self._run_condition(target, recorder, progress, CLEAN, 0.0)
+            for attack_spec in self.suite.attacks:
+                for eps in self.suite.eps:
+                    self._run_condition(target, recorder, progress, attack_spec, eps)
+        self._model_metrics(target)
+        self.store.add_run({
+            "run_id": run_id, "suite": self.suite.name, "protocol_version": self.suite.protocol_version,
+            "model": target.name, "started": started,
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "config_json": self.suite.to_dict(), "config_hash": self.suite.config_hash,
+            "git_commit": git_commit(), "dataset_fingerprint": self.fingerprint,
+            "dataset_variant": self.split.variant, "n_examples": len(self.indices),
+            "seeds": list(self.suite.seeds), "weights_sha256": target.weights_sha256,
+            "package_versions": package_versions(),
+        })
+        return run_id
+
+    def _run_condition(self, target: Target, recorder, progress, attack_spec, eps: float) -> None:
+        attack_name = CLEAN if attack_spec == CLEAN else attack_spec.name
+        # clean outcomes do not depend on the seed: compute once, store under every seed's key
+        seeds = [None] if attack_name == CLEAN else list(self.suite.seeds)
+        for seed in seeds:
+            keys = [self.key(target, s, attack_name, eps) for s in (self.suite.seeds if seed is None else [seed])]
+            done = set.intersection(*(self.store.done_indices(key) for key in keys))
+            todo = [int(i) for i in self.indices if int(i) not in done]
+            label = condition_name(attack_name, eps) + ("" if seed is None else f" seed {seed}")
+            task = progress.add_task(f"{target.name} {label}", total=len(self.indices),
+                                     completed=len(self.indices) - len(todo), rate="")
+            attack = None
+            if attack_name != CLEAN and todo:
+                attack = build_attack(attack_name, target.model, eps=eps, seed=seed,
+                                      steps=attack_spec.steps, step_size=attack_spec.step_size)
+                if hasattr(attack, "random_start"):
+                    attack.random_start = attack_spec.random_start
+            for index, images, labels in self._batches(todo):
+                began = time.perf_counter()
+                if attack is not None:
+                    images = attack(images, labels, index)  # validity-checked inside
+                correct, firing = self._score(target.model, recorder, images, labels)
+                for key in keys:
+                    self.store.add_outcomes(key, index.tolist(), correct.tolist(), firing_rates=firing.tolist())
+                rate = len(index) / (time.perf_counter() - began)
+                progress.update(task, advance=len(index), rate=f"{rate:.1f} examples/s")
+                if self.on_batch is not None:
+                    self.on_batch(label, int(index[-1]))
+            for key in keys:
+                self._firing_metric(target, key)
+
+    def _firing_metric(self, target: Target, key: OutcomeKey) -> None:
+        frame = self.store.outcomes_frame(**{k: getattr(key, k) for k in ("suite", "model", "seed", "attack")},
+                                          eps_key=key.eps_key, weights_sha256=key.weights_sha256)
+        frame = frame[frame["example_index"] < len(self.indices)]
+        if len(frame) and frame["firing_rate"].notna().all():
+            self.store.set_metric(key, condition=condition_name(key.attack, key.eps), metric="firing_rate",
+                                  value=100.0 * float(frame["firing_rate"].mean()))
+
+    def _model_metrics(self, target: Target) -> None:
+        """Seed-independent metrics on clean inputs: firing matrix, MACs, parameters."""
+        model = target.model
+        first = self.split.as_float(slice(0, min(MATRIX_EXAMPLES, len(self.indices))))
+        matrix = record_firing(model, first)["matrix"]
+        ops = operation_counts(model, first[:OPS_EXAMPLES])
+        params = parameter_count(model) / 1e6
+        for seed in self.suite.seeds:
+            key = self.key(target, seed, CLEAN, 0.0)
+            self.store.set_metric(key, condition=CLEAN, metric="firing_rate_matrix",
+                                  value=100.0 * float(matrix.mean()), payload=(100.0 * matrix).tolist())
+            for metric in ("macs_m", "synops_m", "dense_macs_m"):
+                self.store.set_metric(key, condition=CLEAN, metric=metric, value=ops[metric])
+            self.store.set_metric(key, condition=CLEAN, metric="params_m", value=params)

@@ -1,0 +1,92 @@
+"""Training lowers the loss on real data, resumes exactly, and writes weights plus a card."""
+
+import json
+
+import pytest
+import torch
+
+from htda_bench.errors import ConfigError
+from htda_bench.models.checkpoint import load_weights
+from htda_bench.train import TrainConfig, train
+from htda_bench.train.engine import learning_rate, temperature, training_loss
+from htda_bench.utils import sha256_file
+
+
+def tiny_config(**overrides):
+    settings = dict(family="htda", dataset="mnist", epochs=1, batch_size=16, train_subset=64,
+                    eval_subset=64, threads=1, warmup_fraction=0.25, precision="fp32")
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_a_few_steps_on_a_real_batch_lower_the_loss(mnist_test):
+    from htda_bench.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("s-snn", "vgg32c", "mnist").train()
+    images, labels = mnist_test.as_float(slice(0, 32)), mnist_test.labels[:32]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    config = TrainConfig(family="s-snn")
+    losses = []
+    for _ in range(8):
+        loss = training_loss(model, model(images), labels, config, 0, 1)["total"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_htda_loss_includes_the_attention_term(mnist_test):
+    from htda_bench.models import create_model
+
+    model = create_model("htda", "vgg32c", "mnist").train()
+    logits = model(mnist_test.as_float(slice(0, 4)))
+    terms = training_loss(model, logits, mnist_test.labels[:4], TrainConfig(family="htda"), 0, 1)
+    alpha = 0.01  # the paper's value for MNIST
+    assert torch.isclose(terms["total"], alpha * terms["ce"] + (1 - alpha) * terms["attention"])
+    late_start = TrainConfig(family="htda", attention_loss_start=0.5)
+    assert torch.equal(training_loss(model, logits, mnist_test.labels[:4], late_start, 0, 10)["total"],
+                       terms["ce"])
+
+
+def test_schedules():
+    config = TrainConfig(lr=0.1, warmup_fraction=0.1)
+    assert learning_rate(config, 0, 100) == pytest.approx(0.01)
+    assert learning_rate(config, 9, 100) == pytest.approx(0.1)
+    assert learning_rate(config, 99, 100) < 0.001
+    assert temperature(config, 0, 100) == 1.0 and temperature(config, 99, 100) == 6.0
+
+
+def test_resume_gives_the_uninterrupted_result(data_root, tmp_path):
+    config = tiny_config()
+    uninterrupted = train(config, tmp_path / "a", data_root, show_progress=False, checkpoint_every=1)
+    stopped = train(config, tmp_path / "b", data_root, show_progress=False, checkpoint_every=1, stop_after=2)
+    assert stopped["status"] == "stopped" and stopped["iteration"] == 2
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config, tmp_path / "b", data_root, show_progress=False)
+    resumed = train(config, tmp_path / "b", data_root, resume=True, show_progress=False, checkpoint_every=1)
+    assert resumed["history"] == uninterrupted["history"]
+    assert resumed["test_accuracy"] == uninterrupted["test_accuracy"]
+    first = load_weights(tmp_path / "a" / "model.safetensors").state_dict()
+    second = load_weights(tmp_path / "b" / "model.safetensors").state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_resume_with_other_settings_is_refused(data_root, tmp_path):
+    train(tiny_config(), tmp_path, data_root, show_progress=False, checkpoint_every=1, stop_after=1)
+    with pytest.raises(ConfigError, match="other settings"):
+        train(tiny_config(lr=0.5), tmp_path, data_root, resume=True, show_progress=False)
+
+
+def test_card_records_provenance_and_matches_the_weights(data_root, tmp_path):
+    card = train(tiny_config(), tmp_path, data_root, show_progress=False)
+    on_disk = json.loads((tmp_path / "card.json").read_text())
+    assert on_disk == card
+    assert card["weights_sha256"] == sha256_file(tmp_path / "model.safetensors")
+    for key in ("dataset_variant", "test_fingerprint", "git_commit", "package_versions", "hardware",
+                "wall_time_s", "test_accuracy", "final_train_accuracy", "config_hash"):
+        assert card[key] not in (None, ""), key
+    assert set(card["attention_stats"]) >= {"pixel_std", "object_background_ratio"}
+    model = load_weights(tmp_path / "model.safetensors")
+    assert float(model.temperature) == 6.0 and not model.training
