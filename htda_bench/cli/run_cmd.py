@@ -7,6 +7,7 @@ import json
 from rich.console import Console
 
 from ..attacks import parse_eps
+from ..distributed import init_from_environment
 from ..errors import ConfigError
 from ..harness import DEFAULT_STORE, resolve_suite, run_targets, zoo_targets
 from ..harness.summary import paper_style_table
@@ -66,12 +67,20 @@ def register(subparsers) -> None:
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=list_suites_command)
 
+    merge = subparsers.add_parser("merge", help="merge results stores of separate jobs (idempotent)")
+    merge.add_argument("stores", nargs="+", help="input stores")
+    merge.add_argument("-o", "--output", required=True, help="output store (written atomically)")
+    merge.set_defaults(handler=merge_command)
+
 
 def run_suite(args) -> int:
     suite = resolve_suite(args.suite, **suite_overrides(args))
     targets = zoo_targets(suite)
+    world = init_from_environment()  # torchrun: shard the examples over the ranks
     frame = run_targets(suite, targets, store_path=args.out, leaderboards_dir=args.leaderboards,
                         data_root=args.data_root, show_progress=not args.quiet)
+    if not world.is_root:
+        return 0
     console = Console()
     console.print(paper_style_table(frame, suite))
     console.print(f"leaderboard: {args.leaderboards}/{suite.name}.csv  store: {args.out}")
@@ -94,4 +103,13 @@ def list_suites_command(args) -> int:
                       ", ".join(f"{eps * 255:g}" for eps in suite.eps), ",".join(map(str, suite.seeds)),
                       str(suite.n_examples), suite.description)
     Console().print(table)
+    return 0
+
+
+def merge_command(args) -> int:
+    from ..store import merge_stores
+
+    path = merge_stores(args.stores, args.output)
+    Console().print(f"merged {len(args.stores)} stores into {path}; regenerate leaderboards with "
+                    "htda-bench run (nothing is recomputed that the store holds)")
     return 0

@@ -6,6 +6,7 @@ import json
 
 from rich.console import Console
 
+from ..distributed import init_from_environment
 from ..errors import ConfigError
 from ..models import ARCH_WIDTHS, list_families
 from ..train import TrainConfig, train
@@ -45,9 +46,12 @@ def run(args) -> int:
         config = TrainConfig.from_recipe(args.recipe, **overrides)
     else:
         config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    world = init_from_environment()  # torchrun: DistributedDataParallel over the ranks
     console = Console()
     card = train(config, args.out, data_root=args.data_root, resume=args.resume,
                  show_progress=not args.quiet, checkpoint_every=args.checkpoint_every)
+    if not world.is_root:
+        return 0
     summary = {k: card.get(k) for k in ("name", "test_accuracy", "test_examples", "wall_time_s", "weights_sha256")}
     if "attention_stats" in card:
         summary["attention_stats"] = card["attention_stats"]

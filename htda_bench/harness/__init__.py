@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from ..data import load_split
+from ..distributed import current_world
 from ..errors import ConfigError
 from ..leaderboard import leaderboard_frame, write_leaderboard, write_run_record
 from ..store import ResultsStore
@@ -45,10 +46,21 @@ def zoo_targets(suite: Suite) -> list[Target]:
 def run_targets(suite: Suite, targets: list[Target], store_path: str | Path = DEFAULT_STORE,
                 leaderboards_dir: str | Path | None = "leaderboards", data_root=None,
                 show_progress: bool = True, on_batch=None) -> pd.DataFrame:
-    """Evaluate targets under the suite into the store; rewrite the leaderboard; return its frame."""
+    """Evaluate targets under the suite into the store; rewrite the leaderboard; return its frame.
+
+    Under torchrun every rank scores its share, and rank 0 alone writes the store and the
+    leaderboard and returns the frame (other ranks return an empty one).
+    """
     split = load_split(suite.dataset, "test", data_root)
+    world = current_world()
+    if not world.is_root:
+        runner = SuiteRunner(suite, split, None, show_progress=False, world=world)
+        for target in targets:
+            runner.run(target)
+        world.barrier()
+        return pd.DataFrame()
     with ResultsStore(store_path) as store:
-        runner = SuiteRunner(suite, split, store, show_progress=show_progress, on_batch=on_batch)
+        runner = SuiteRunner(suite, split, store, show_progress=show_progress, on_batch=on_batch, world=world)
         for target in targets:
             runner.run(target)
             if leaderboards_dir is not None:
@@ -59,6 +71,7 @@ def run_targets(suite: Suite, targets: list[Target], store_path: str | Path = DE
         frame = leaderboard_frame(store, suite.name, suite.protocol_version)
         if leaderboards_dir is not None:
             write_leaderboard(store, suite.name, suite.protocol_version, leaderboards_dir)
+    world.barrier()
     names = {target.name for target in targets}
     return frame[frame["model"].isin(names)].reset_index(drop=True)
 

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..attacks import build_attack
 from ..data import Split
+from ..distributed import World, current_world
 from ..leaderboard import eps_label
 from ..metrics.spikes import (SpikeRecorder, firing_rate_per_example, operation_counts, parameter_count,
                               record_firing)
@@ -51,14 +52,20 @@ def _progress(enabled: bool) -> Progress:
 
 
 class SuiteRunner:
-    """Runs one suite over a list of targets into a store."""
+    """Runs one suite over a list of targets into a store.
 
-    def __init__(self, suite: Suite, split: Split, store: ResultsStore, show_progress: bool = True,
-                 on_batch: Callable[[str, int], None] | None = None):
+    Under torchrun the examples still to do are split into rounds of ``world size x batch size``;
+    rank r scores the r-th batch of each round (the very batches a single process would form),
+    and rank 0, the only one holding the store, writes every rank's outcomes after each round.
+    """
+
+    def __init__(self, suite: Suite, split: Split, store: ResultsStore | None, show_progress: bool = True,
+                 on_batch: Callable[[str, int], None] | None = None, world: World | None = None):
         self.suite = suite
         self.split = split
         self.store = store
-        self.show_progress = show_progress
+        self.world = world or current_world()
+        self.show_progress = show_progress and self.world.is_root
         self.on_batch = on_batch  # called after each stored batch (tests interrupt runs with it)
         count = min(suite.n_examples, len(split))
         self.indices = torch.arange(count)
@@ -69,10 +76,15 @@ class SuiteRunner:
                           weights_sha256=target.weights_sha256, dataset_fingerprint=self.fingerprint,
                           seed=seed, attack=attack, eps=float(eps))
 
-    def _batches(self, todo: list[int]):
-        size = self.suite.batch_size
-        for start in range(0, len(todo), size):
-            index = torch.tensor(todo[start : start + size], dtype=torch.long)
+    def _rounds(self, todo: list[int]):
+        """Per round: this rank's batch (index, images, labels), or None when it has none."""
+        size, ranks = self.suite.batch_size, self.world.size
+        for start in range(0, len(todo), size * ranks):
+            mine = todo[start + self.world.rank * size : start + (self.world.rank + 1) * size]
+            if not mine:
+                yield None
+                continue
+            index = torch.tensor(mine, dtype=torch.long)
             yield index, self.split.as_float(index), self.split.labels[index]
 
     def _score(self, model, recorder: SpikeRecorder, images: torch.Tensor, labels: torch.Tensor):
@@ -96,6 +108,8 @@ class SuiteRunner:
             for attack_spec in self.suite.attacks:
                 for eps in self.suite.eps:
                     self._run_condition(target, recorder, progress, attack_spec, eps)
+        if not self.world.is_root:
+            return run_id
         self._model_metrics(target)
         self.store.add_run({
             "run_id": run_id, "suite": self.suite.name, "protocol_version": self.suite.protocol_version,
@@ -115,8 +129,11 @@ class SuiteRunner:
         seeds = [None] if attack_name == CLEAN else list(self.suite.seeds)
         for seed in seeds:
             keys = [self.key(target, s, attack_name, eps) for s in (self.suite.seeds if seed is None else [seed])]
-            done = set.intersection(*(self.store.done_indices(key) for key in keys))
-            todo = [int(i) for i in self.indices if int(i) not in done]
+            todo = None
+            if self.world.is_root:
+                done = set.intersection(*(self.store.done_indices(key) for key in keys))
+                todo = [int(i) for i in self.indices if int(i) not in done]
+            todo = self.world.broadcast(todo)
             label = condition_name(attack_name, eps) + ("" if seed is None else f" seed {seed}")
             task = progress.add_task(f"{target.name} {label}", total=len(self.indices),
                                      completed=len(self.indices) - len(todo), rate="")
@@ -126,19 +143,30 @@ class SuiteRunner:
                                       steps=attack_spec.steps, step_size=attack_spec.step_size)
                 if hasattr(attack, "random_start"):
                     attack.random_start = attack_spec.random_start
-            for index, images, labels in self._batches(todo):
+            for batch in self._rounds(todo):
                 began = time.perf_counter()
-                if attack is not None:
-                    images = attack(images, labels, index)  # validity-checked inside
-                correct, firing = self._score(target.model, recorder, images, labels)
-                for key in keys:
-                    self.store.add_outcomes(key, index.tolist(), correct.tolist(), firing_rates=firing.tolist())
-                rate = len(index) / (time.perf_counter() - began)
-                progress.update(task, advance=len(index), rate=f"{rate:.1f} examples/s")
+                result = None
+                if batch is not None:
+                    index, images, labels = batch
+                    if attack is not None:
+                        images = attack(images, labels, index)  # validity-checked inside
+                    correct, firing = self._score(target.model, recorder, images, labels)
+                    result = (index.tolist(), correct.tolist(), firing.tolist())
+                gathered = self.world.gather(result)
+                if not self.world.is_root:
+                    continue
+                scored = [part for part in gathered if part is not None]
+                for indices, correct, firing in scored:
+                    for key in keys:
+                        self.store.add_outcomes(key, indices, correct, firing_rates=firing)
+                count = sum(len(part[0]) for part in scored)
+                rate = count / (time.perf_counter() - began)
+                progress.update(task, advance=count, rate=f"{rate:.1f} examples/s")
                 if self.on_batch is not None:
-                    self.on_batch(label, int(index[-1]))
-            for key in keys:
-                self._firing_metric(target, key)
+                    self.on_batch(label, scored[-1][0][-1])
+            if self.world.is_root:
+                for key in keys:
+                    self._firing_metric(target, key)
 
     def _firing_metric(self, target: Target, key: OutcomeKey) -> None:
         frame = self.store.outcomes_frame(**{k: getattr(key, k) for k in ("suite", "model", "seed", "attack")},

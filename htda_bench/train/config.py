@@ -37,6 +37,7 @@ class TrainConfig:
     # L_M is switched on, and the scale the CE term keeps when alpha is small.
     attention_loss_start: float = 0.0  # fraction of training before L_M is switched on
     ce_weight: str = "alpha"  # "alpha" (paper: alpha*CE) or "one" (CE + (1-alpha)/alpha * L_M)
+    grad_clip: float | None = None  # max global gradient norm (None: no clipping, as in the paper)
     model_options: dict = field(default_factory=dict)
     precision: str = "bf16"  # autocast dtype for training on CPU: "bf16" or "fp32"
     train_subset: int | None = None  # first N training examples only (tests, smoke runs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..data import augment, load_split
+from ..distributed import current_world
 from ..errors import CheckpointError, ConfigError
 from ..metrics.accuracy import clean_accuracy
 from ..metrics.attention import attention_stats
@@ -55,6 +57,31 @@ def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]
     for name, parameter in model.named_parameters():
         (decay if parameter.ndim > 1 else no_decay).append(parameter)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def _distributed(model, device: torch.device):
+    """Wrap for DistributedDataParallel, with BatchNorm statistics synchronised across ranks."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        return DistributedDataParallel(torch.nn.SyncBatchNorm.convert_sync_batchnorm(model), device_ids=[device])
+    from .sync_batchnorm import convert_to_cpu_sync_batchnorm
+
+    return DistributedDataParallel(convert_to_cpu_sync_batchnorm(model))
+
+
+def _all_ranks_sum(value: int, world) -> int:
+    if world.size == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64)
+    torch.distributed.all_reduce(tensor)
+    return int(tensor)
 
 
 def training_loss(model, logits, labels, config: TrainConfig, iteration: int, total: int) -> dict:
@@ -117,6 +144,10 @@ def train(config: TrainConfig, out_dir: str | Path, data_root=None, resume: bool
 
     torch.manual_seed(config.seed)
     model = create_model(config.family, config.arch, config.dataset, **config.model_options)
+    world = current_world()
+    device = _device()
+    model.to(device)
+    network = _distributed(model, device) if world.size > 1 else model
     optimizer = torch.optim.SGD(_parameter_groups(model, config.weight_decay), lr=config.lr,
                                 momentum=config.momentum)
     iterations_per_epoch = math.ceil(n_train / config.batch_size)
@@ -132,10 +163,10 @@ def train(config: TrainConfig, out_dir: str | Path, data_root=None, resume: bool
     model.train()
     began = time.perf_counter()
     permutation, permutation_epoch = None, -1
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[status]}"), TimeRemainingColumn()]
-    with Progress(*columns, disable=not show_progress, transient=False) as progress:
+    with Progress(*columns, disable=not (show_progress and world.is_root), transient=False) as progress:
         task = progress.add_task(f"train {config.family}-{config.arch}-{config.dataset}", total=total,
                                  completed=start, status="")
         iteration = start
@@ -146,34 +177,43 @@ def train(config: TrainConfig, out_dir: str | Path, data_root=None, resume: bool
                 permutation_epoch = epoch
             index = permutation[position * config.batch_size : (position + 1) * config.batch_size]
             images = augment(train_split.images[index], config.dataset, _generator(config.seed, iteration, 2))
-            labels = train_split.labels[index]
+            labels = train_split.labels[index].to(device)
+            global_count = len(labels)
+            if world.size > 1:  # this rank's share of the global batch (augmented as one batch)
+                images = images.tensor_split(world.size)[world.rank]
+                labels = labels.tensor_split(world.size)[world.rank]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, iteration, total)
             model.temperature.fill_(temperature(config, iteration, total))
             step_began = time.perf_counter()
             with autocast:
-                logits = model(images.float().div_(255.0))
+                logits = network(images.to(device).float().div_(255.0))
             terms = training_loss(model, logits, labels, config, iteration, total)
             optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
+            # DDP averages gradients over ranks: weight each rank's mean by its share of the batch
+            (terms["total"] * (len(labels) * world.size / global_count)).backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            correct += int((logits.argmax(1) == labels).sum())
-            seen += len(labels)
+            correct += _all_ranks_sum(int((logits.argmax(1) == labels).sum()), world)
+            seen += global_count
             iteration += 1
-            rate = len(labels) / (time.perf_counter() - step_began)
+            rate = global_count / (time.perf_counter() - step_began)
             progress.update(task, completed=iteration, status=(
                 f"loss {terms['total'].item():.4f} acc {100 * correct / seen:.1f}% {rate:.0f} samples/s"))
             if position + 1 == iterations_per_epoch or iteration == total:
                 history.append({"epoch": epoch + 1, "iteration": iteration, "train_accuracy": 100 * correct / seen,
                                 "loss": terms["total"].item()})
                 correct = seen = 0
-            if iteration % checkpoint_every == 0 or iteration == total:
+            if world.is_root and (iteration % checkpoint_every == 0 or iteration == total):
                 out_dir.mkdir(parents=True, exist_ok=True)
                 _save_state(state_path, model, optimizer, iteration, config, history,
                             previous_wall + time.perf_counter() - began, (correct, seen))
     wall = previous_wall + time.perf_counter() - began
     if iteration < total:
         return {"status": "stopped", "iteration": iteration, "total_iterations": total}
+    if not world.is_root:
+        return {"status": "worker", "rank": world.rank}
     return write_card(model, config, out_dir, train_split, test_split, history, iteration, wall)
 
 
@@ -181,7 +221,7 @@ def write_card(model, config: TrainConfig, out_dir: Path, train_split, test_spli
                iterations: int, wall: float) -> dict:
     """Measure the finished model (fp32, eval mode) and write weights plus card."""
     model.temperature.fill_(model.config.inference_temperature)
-    model.eval()
+    model.cpu().eval()
     accuracy = clean_accuracy(model, test_split, config.eval_subset)
     card = {
         "name": f"{config.family}-{config.arch}-{config.dataset}",
