@@ -3,6 +3,7 @@ entry; each contract violation is refused with its check named, exit code 2 and 
 untouched; parallel submissions both land; --replace works; verify catches edited numbers."""
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import shutil
@@ -145,7 +146,7 @@ def test_example_submission_lands_with_entry_and_columns(shared):
     assert entry["robust_acc"]["pgd@eps40"]["mean"] == row["robust_acc_eps40_mean"]
     assert entry["firing_rate"] == row["firing_rate_mean"] and entry["macs_m"] == row["macs_m"]
     assert entry["overrides"] == {"n_examples": 16, "seeds": [0], "eps": [40 / 255]}
-    assert entry["weights_sha256"] == __import__("hashlib").sha256(shared["weights"].read_bytes()).hexdigest()
+    assert entry["weights_sha256"] == hashlib.sha256(shared["weights"].read_bytes()).hexdigest()
     assert row["weights_sha256"] == entry["evaluated_sha256"][:16]
     reference = entry["verify_reference"]
     assert reference["n_examples"] == 16 and len(reference["outcomes"]["clean"]["0"]) == 16
@@ -192,6 +193,14 @@ def _output_cases(folder: Path):
         cases.append((model_file, weights, "build_model", check, fragment))
     no_reset = example_variant(folder, "no_reset", "functional.reset_net(self)", "pass")
     cases.append((no_reset, example_weights(folder), "build_model", "deterministic", "state not reset"))
+    mixed = example_variant(folder, "mixed", "neuron.LIFNode(tau=2.0, surrogate_function=surrogate.ATan(), "
+                            "detach_reset=True),\n            layer.MaxPool2d(2),  # 8",
+                            "neuron.IFNode(surrogate_function=surrogate.ATan(), detach_reset=True),\n"
+                            "            layer.MaxPool2d(2),  # 8")
+    cases.append((mixed, example_weights(folder), "build_model", "spiking-layers", "IFNode, LIFNode"))
+    single = example_variant(folder, "single", 'functional.set_step_mode(self, "m")',
+                             'functional.set_step_mode(self, "m"); self.features[2].step_mode = "s"')
+    cases.append((single, example_weights(folder), "build_model", "spiking-layers", "single-step"))
     return cases
 
 
@@ -214,7 +223,8 @@ def test_cli_submit_refusal_is_one_line_and_exit_code_2(shared, data_root, tmp_p
     from htda_bench.cli import main as cli_main
 
     model_file, weights = tiny_model(tmp_path, "probabilities", "self.fc(x.flatten(1)).softmax(1)")
-    monkeypatch.setattr(cli_main, "SUBCOMMAND_MODULES", (*cli_main.SUBCOMMAND_MODULES, submit_cmd))
+    if submit_cmd not in cli_main.SUBCOMMAND_MODULES:  # until submit is wired into the CLI
+        monkeypatch.setattr(cli_main, "SUBCOMMAND_MODULES", (*cli_main.SUBCOMMAND_MODULES, submit_cmd))
     before = snapshot(shared["folder"] / "leaderboards")
     code = cli_main.main(["submit", "--model-file", str(model_file), "--weights", str(weights), "--suite", SUITE,
                           "--name", "cli-model", "--n-examples", "16", "--seeds", "0", "--eps", "40/255",

@@ -1,6 +1,6 @@
 """Train the example SNN briefly on MNIST and write ``my_snn.safetensors`` next to this file.
 
-    python examples/submit/make_weights.py            # ~1 minute on a laptop CPU
+    python examples/submit/make_weights.py            # seconds on a laptop CPU
     python examples/submit/make_weights.py --out w.safetensors --examples 2000 --epochs 1
 
 Uses the first 2000 training images for one epoch: enough for a reproducible, clearly-better-than-

@@ -62,11 +62,8 @@ def run_targets(suite: Suite, targets: list[Target], store_path: str | Path = DE
     with ResultsStore(store_path) as store:
         runner = SuiteRunner(suite, split, store, show_progress=show_progress, on_batch=on_batch, world=world)
         for target in targets:
-            runner.run(target)
+            record = runner.run(target)
             if leaderboards_dir is not None:
-                runs = store.runs_frame(suite=suite.name)
-                record = runs[runs["model"] == target.name].iloc[-1].to_dict()
-                record["partial"] = suite.partial
                 write_run_record(record, leaderboards_dir, suite.name, target.name)
         frame = leaderboard_frame(store, suite.name, suite.protocol_version)
         if leaderboards_dir is not None:

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .. import __version__
 from ..attacks import build_attack
 from ..data import Split
 from ..distributed import World, current_world
@@ -96,8 +97,8 @@ class SuiteRunner:
         recorder.enabled = False
         return (logits.argmax(1) == labels), firing_rate_per_example(counts, neurons)
 
-    def run(self, target: Target) -> str:
-        """Evaluate one target; returns the run id recorded in the store."""
+    def run(self, target: Target) -> dict | None:
+        """Evaluate one target; returns the run record stored (None on ranks other than 0)."""
         model = target.model.eval()
         model.requires_grad_(False)  # attacks need input gradients only
         run_id = uuid.uuid4().hex[:12]
@@ -109,19 +110,21 @@ class SuiteRunner:
                 for eps in self.suite.eps:
                     self._run_condition(target, recorder, progress, attack_spec, eps)
         if not self.world.is_root:
-            return run_id
+            return None
         self._model_metrics(target)
-        self.store.add_run({
+        record = {
             "run_id": run_id, "suite": self.suite.name, "protocol_version": self.suite.protocol_version,
             "model": target.name, "started": started,
             "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "config_json": self.suite.to_dict(), "config_hash": self.suite.config_hash,
+            "config": self.suite.to_dict(), "config_hash": self.suite.config_hash, "partial": self.suite.partial,
             "git_commit": git_commit(), "dataset_fingerprint": self.fingerprint,
             "dataset_variant": self.split.variant, "n_examples": len(self.indices),
             "seeds": list(self.suite.seeds), "weights_sha256": target.weights_sha256,
             "package_versions": package_versions(),
-        })
-        return run_id
+            "htda_bench_version": __version__,
+        }
+        self.store.add_run(record)
+        return record
 
     def _run_condition(self, target: Target, recorder, progress, attack_spec, eps: float) -> None:
         attack_name = CLEAN if attack_spec == CLEAN else attack_spec.name

@@ -27,8 +27,9 @@ from ..metrics.spikes import parameter_count
 from ..store import ResultsStore
 from ..suites import Suite
 from ..utils import package_versions, sha256_file, write_json_atomic
-from .validate import (DEFAULT_EOT_SAMPLES, ExpectationOverTransformation, SubmissionError, ValidationReport,
-                       load_submission, model_time_steps, validate_model, validation_batch)
+from .validate import (DEFAULT_EOT_SAMPLES, FLAG_GRADIENT_DISCONNECTED, ExpectationOverTransformation,
+                       InputConnected, SubmissionError, ValidationReport, ensure_spiking_layers, load_submission,
+                       model_time_steps, validate_model, validation_batch)
 
 REFERENCE_EXAMPLES = 200  # verify_reference covers the first examples, at most this many
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
@@ -239,12 +240,10 @@ def submit(model_file, weights, suite: str | Suite, name: str, factory: str = "b
 
 def rebuild_model(entry: dict):
     """The evaluated model of an entry from its stored model file, factory and weights paths."""
-    from .validate import InputConnected, ensure_spiking_layers
-
     model = ensure_spiking_layers(load_submission(entry["model_file"], entry["weights"], entry["factory"]))
     model.requires_grad_(False)
     if entry.get("stochastic"):
         model = ExpectationOverTransformation(model, entry.get("eot_samples") or DEFAULT_EOT_SAMPLES)
-    if "input_gradient_disconnected" in entry.get("flags", []):
+    if FLAG_GRADIENT_DISCONNECTED in entry.get("flags", []):
         model = InputConnected(model)
     return model.eval()

@@ -278,6 +278,19 @@ def _gradient_state(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     return int(bad.sum()), True
 
 
+def _check_spiking_layers(layers: list[nn.Module]) -> None:
+    """The runner's firing-rate recorder watches one neuron type whose outputs are [T, B, ...]."""
+    kinds = sorted({type(layer).__name__ for layer in layers})
+    if len(kinds) > 1:
+        raise SubmissionError("spiking-layers", f"the firing-rate recorder needs neurons of one type; found "
+                                                f"{', '.join(kinds)}")
+    single = [layer for layer in layers if getattr(layer, "step_mode", "m") != "m"]
+    if single:
+        raise SubmissionError("spiking-layers", f"{len(single)} of {len(layers)} neuron layers are single-step; the "
+                                                "firing-rate recorder needs multi-step neurons (step_mode='m', "
+                                                "inputs [T, B, ...]): call functional.set_step_mode(model, 'm')")
+
+
 def validate_model(model: nn.Module, dataset: str, data_root=None, stochastic: bool = False,
                    eot_samples: int = DEFAULT_EOT_SAMPLES, batch=None) -> ValidationReport:
     """Run the contract checks on 4 real test examples; returns the model to evaluate and flags."""
@@ -303,6 +316,7 @@ def validate_model(model: nn.Module, dataset: str, data_root=None, stochastic: b
                         "input gradient")
         model = InputConnected(model).eval()
     layers = list(model.spiking_layers())
+    _check_spiking_layers(layers)
     if not layers:
         warnings.append("no SpikingJelly neuron modules found: accepted, marked spiking: false")
     return ValidationReport(model=model, spiking=bool(layers), n_spiking_layers=len(layers), flags=flags,
