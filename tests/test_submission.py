@@ -16,7 +16,6 @@ from safetensors.torch import save_file
 
 from htda_bench.cli import submit_cmd
 from htda_bench.leaderboard import read_leaderboard
-from htda_bench.store import ResultsStore
 from htda_bench.submission import SubmissionError, read_entry, submit, verify_entry
 from htda_bench.submission.validate import load_factory
 
@@ -44,29 +43,10 @@ def build_model():
 """
 
 
-def _add_run_config_shim(original):
-    """The runner passes its config as ``config_json`` (a dict) that ``ResultsStore.add_run`` cannot
-    bind; route it through ``config``. A no-op once the runner passes ``config``."""
-
-    def add_run(self, record):
-        record = dict(record)
-        if isinstance(record.get("config_json"), dict):
-            record["config"] = record.pop("config_json")
-        return original(self, record)
-
-    return add_run
-
-
-def install_runner_shim():
-    if not getattr(ResultsStore.add_run, "_shim", False):
-        ResultsStore.add_run = _add_run_config_shim(ResultsStore.add_run)
-        ResultsStore.add_run._shim = True
-
-
 @pytest.fixture(scope="module", autouse=True)
-def runner_shim(tmp_path_factory):
+def module_cache(tmp_path_factory):
+    """The decoded-data cache of conftest's ``isolated_cache``, also for the module-scoped board."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ResultsStore, "add_run", _add_run_config_shim(ResultsStore.add_run))
         patch.setenv("HTDA_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "decoded-cache"))
         yield
 
@@ -276,18 +256,12 @@ def test_stochastic_model_needs_the_flag_and_is_evaluated_with_eot(data_root, tm
 
 def test_model_without_spiking_layers_is_marked_not_spiking(data_root, tmp_path):
     model_file, weights = tiny_model(tmp_path, "plain", "self.fc((x - 0.13).flatten(1))")
-    try:
-        entry = do_submit(board_at(tmp_path), data_root, model_file, weights, "plain-ann")
-    except SubmissionError as error:
-        if error.check == "dry-run" and "no spiking layers" in str(error):
-            pytest.xfail("the runner cannot evaluate models without spiking layers yet (needs the runner patch)")
-        raise
+    entry = do_submit(board_at(tmp_path), data_root, model_file, weights, "plain-ann")
     assert entry["spiking"] is False and entry["firing_rate"] is None
 
 
 def _submit_in_child(board, data_root, weights, name):
     torch.set_num_threads(1)
-    install_runner_shim()
     do_submit(board, data_root, EXAMPLE, weights, name)
 
 

@@ -7,6 +7,7 @@ import json
 from rich.console import Console
 
 from ..leaderboard import read_leaderboard, render_leaderboard
+from .submit_cmd import register_verify
 
 
 def register(subparsers) -> None:
@@ -17,6 +18,7 @@ def register(subparsers) -> None:
     show.add_argument("--leaderboards", default="leaderboards", help="leaderboard folder (default leaderboards)")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(handler=show_leaderboard)
+    register_verify(commands)
 
 
 def show_leaderboard(args) -> int:

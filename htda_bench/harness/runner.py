@@ -8,6 +8,7 @@ run's because each example's random start depends only on (seed, example index).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 import uuid
@@ -88,7 +89,10 @@ class SuiteRunner:
             index = torch.tensor(mine, dtype=torch.long)
             yield index, self.split.as_float(index), self.split.labels[index]
 
-    def _score(self, model, recorder: SpikeRecorder, images: torch.Tensor, labels: torch.Tensor):
+    def _score(self, model, recorder: SpikeRecorder | None, images: torch.Tensor, labels: torch.Tensor):
+        if recorder is None:  # a model without spiking layers: no firing rate
+            with torch.no_grad():
+                return model(images).argmax(1) == labels, None
         recorder.clear()
         recorder.enabled = True
         with torch.no_grad():
@@ -102,9 +106,12 @@ class SuiteRunner:
         model = target.model.eval()
         model.requires_grad_(False)  # attacks need input gradients only
         run_id = uuid.uuid4().hex[:12]
-        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        with SpikeRecorder(model) as recorder, _progress(self.show_progress) as progress:
-            recorder.enabled = False
+        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+        spiking = bool(list(model.spiking_layers()))
+        with (SpikeRecorder(model) if spiking else contextlib.nullcontext()) as recorder, \
+                _progress(self.show_progress) as progress:
+            if recorder is not None:
+                recorder.enabled = False
             self._run_condition(target, recorder, progress, CLEAN, 0.0)
             for attack_spec in self.suite.attacks:
                 for eps in self.suite.eps:
@@ -115,13 +122,14 @@ class SuiteRunner:
         record = {
             "run_id": run_id, "suite": self.suite.name, "protocol_version": self.suite.protocol_version,
             "model": target.name, "started": started,
-            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
             "config": self.suite.to_dict(), "config_hash": self.suite.config_hash, "partial": self.suite.partial,
             "git_commit": git_commit(), "dataset_fingerprint": self.fingerprint,
             "dataset_variant": self.split.variant, "n_examples": len(self.indices),
             "seeds": list(self.suite.seeds), "weights_sha256": target.weights_sha256,
             "package_versions": package_versions(),
             "htda_bench_version": __version__,
+            "firing_rates": self._firing_rates_by_condition(target),
         }
         self.store.add_run(record)
         return record
@@ -154,7 +162,7 @@ class SuiteRunner:
                     if attack is not None:
                         images = attack(images, labels, index)  # validity-checked inside
                     correct, firing = self._score(target.model, recorder, images, labels)
-                    result = (index.tolist(), correct.tolist(), firing.tolist())
+                    result = (index.tolist(), correct.tolist(), None if firing is None else firing.tolist())
                 gathered = self.world.gather(result)
                 if not self.world.is_root:
                     continue
@@ -179,17 +187,26 @@ class SuiteRunner:
             self.store.set_metric(key, condition=condition_name(key.attack, key.eps), metric="firing_rate",
                                   value=100.0 * float(frame["firing_rate"].mean()))
 
+    def _firing_rates_by_condition(self, target: Target) -> dict[str, float]:
+        """Mean over seeds of the % of extractor neurons firing, per condition (clean, each attack@eps)."""
+        frame = self.store.metrics_frame(suite=self.suite.name, model=target.name, metric="firing_rate",
+                                         weights_sha256=target.weights_sha256,
+                                         dataset_fingerprint=self.fingerprint)
+        frame = frame[frame["seed"].isin(self.suite.seeds)]
+        return {condition: round(float(group["value"].mean()), 4) for condition, group in frame.groupby("condition")}
+
     def _model_metrics(self, target: Target) -> None:
         """Seed-independent metrics on clean inputs: firing matrix, MACs, parameters."""
         model = target.model
         first = self.split.as_float(slice(0, min(MATRIX_EXAMPLES, len(self.indices))))
-        matrix = record_firing(model, first)["matrix"]
+        matrix = record_firing(model, first)["matrix"] if list(model.spiking_layers()) else None
         ops = operation_counts(model, first[:OPS_EXAMPLES])
         params = parameter_count(model) / 1e6
         for seed in self.suite.seeds:
             key = self.key(target, seed, CLEAN, 0.0)
-            self.store.set_metric(key, condition=CLEAN, metric="firing_rate_matrix",
-                                  value=100.0 * float(matrix.mean()), payload=(100.0 * matrix).tolist())
+            if matrix is not None:
+                self.store.set_metric(key, condition=CLEAN, metric="firing_rate_matrix",
+                                      value=100.0 * float(matrix.mean()), payload=(100.0 * matrix).tolist())
             for metric in ("macs_m", "synops_m", "dense_macs_m"):
                 self.store.set_metric(key, condition=CLEAN, metric=metric, value=ops[metric])
             self.store.set_metric(key, condition=CLEAN, metric="params_m", value=params)

@@ -226,6 +226,9 @@ def submit(model_file, weights, suite: str | Suite, name: str, factory: str = "b
     with FileLock(str(lock_path(leaderboards_dir, resolved.name))):
         _check_name(name, resolved.name, leaderboards_dir, replace)  # another submission may have won
         frame = run_targets(resolved, [target], store_path, leaderboards_dir, data_root, show_progress)
+        if frame.empty or frame.iloc[0]["weights_sha256"] != identity[:16]:
+            raise SubmissionError("leaderboard", f"the {resolved.name} leaderboard does not show the run just made "
+                                                 f"for {name!r}; no entry written (rerun the command)")
         reference = make_reference(prefix_outcomes(store_path, resolved, name, identity, fingerprint, n_reference),
                                    n_reference)
         entry = build_entry(name=name, suite=resolved, row=frame.iloc[0], raw_model=raw_model, report=report,

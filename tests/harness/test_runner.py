@@ -3,11 +3,9 @@ or on interruption, adversarial batches are checked, leaderboards have the docum
 
 import pandas as pd
 import pytest
-import torch
 
 from htda_bench.attacks import SeededAttack, register_attack
 from htda_bench.attacks.base import ATTACKS, AttackValidityError
-from htda_bench.data import load_split
 from htda_bench.harness import run_targets
 from htda_bench.harness.runner import Target
 from htda_bench.leaderboard import read_leaderboard
