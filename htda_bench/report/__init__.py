@@ -1,0 +1,1 @@
+"""Reporters: the paper's tables and figures regenerated from the results store and leaderboards."""
