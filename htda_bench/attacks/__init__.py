@@ -16,6 +16,7 @@ from .base import (
     uniform_noise,
 )
 from .gradient import FGSM, PGD
+from . import adaptive  # noqa: F401  (registers the adaptive attacks: APGD, Square, BPDA, ...)
 
 __all__ = [
     "ATTACKS", "AttackValidityError", "FGSM", "PGD", "SeededAttack", "build_attack",

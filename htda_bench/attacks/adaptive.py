@@ -232,7 +232,8 @@ class BPDA(_ContextPGD):
     @classmethod
     def from_options(cls, model, eps, seed, steps=None, step_size=None):
         if not has_attention(model):
-            raise ConfigError("attack bpda needs a model with an HTDA attention generator (model.attention)")
+            raise ConfigError("attack bpda needs a model with an HTDA attention generator (model.attention); "
+                              "`htda-bench reliable` skips it for other models")
         return super().from_options(model, eps, seed, steps, step_size)
 
     def attack_context(self):
@@ -422,8 +423,8 @@ class TransferAttack(SeededAttack):
     def from_options(cls, model, eps, seed, steps=None, step_size=None):
         source = registered_transfer_source(model)
         if source is None:
-            raise ConfigError("attack transfer needs a source model: run it inside "
-                              "htda_bench.attacks.adaptive.transfer_source(target_model, source_model)")
+            raise ConfigError("attack transfer needs a source model: run reliable suites with `htda-bench reliable` "
+                              "(or inside htda_bench.attacks.adaptive.transfer_source(target_model, source_model))")
         steps = PGD_DEFAULT_STEPS if steps is None else steps
         alpha = PGD_STEP_FACTOR * eps / steps if step_size is None else step_size
         return cls(model, source, eps=eps, alpha=alpha, steps=steps, seed=seed)

@@ -138,7 +138,10 @@ class SeededAttack(Attack):
         with torch.enable_grad():  # callers often evaluate under no_grad
             images = images.detach().requires_grad_(True)
             loss = nn.functional.cross_entropy(self.get_logits(images), labels, reduction="sum")
-            return torch.autograd.grad(loss, images, retain_graph=False, create_graph=False)[0]
+            if not loss.requires_grad:  # the model cuts its output off from the input: no gradient
+                return torch.zeros_like(images)
+            gradient = torch.autograd.grad(loss, images, allow_unused=True)[0]
+            return torch.zeros_like(images) if gradient is None else gradient
 
     @classmethod
     def from_options(

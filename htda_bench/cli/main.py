@@ -7,9 +7,9 @@ import argparse
 import sys
 
 from ..errors import HtdaBenchError
-from . import data_cmd, leaderboard_cmd, report_cmd, run_cmd, submit_cmd, train_cmd, zoo_cmd
+from . import data_cmd, leaderboard_cmd, reliable_cmd, report_cmd, run_cmd, submit_cmd, train_cmd, zoo_cmd
 
-SUBCOMMAND_MODULES = (run_cmd, submit_cmd, report_cmd, train_cmd, zoo_cmd, leaderboard_cmd, data_cmd)
+SUBCOMMAND_MODULES = (run_cmd, reliable_cmd, submit_cmd, report_cmd, train_cmd, zoo_cmd, leaderboard_cmd, data_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -88,7 +88,8 @@ def render(frame, suite) -> Table:
             label = eps_label(eps)
             cells.append(f"{_cell(row.get(f'robust_acc_eps{label}_mean'))} ({_cell(row.get(f'pgd_acc_eps{label}'))})")
         cells.append(_cell(row.get("zero_grad_share")))
-        cells.append(row.get("flags_failed") or "none")
+        failed = row.get("flags_failed")
+        cells.append(failed if isinstance(failed, str) and failed else "none")
         table.add_row(*cells)
     return table
 

@@ -74,6 +74,10 @@ def register(subparsers) -> None:
 
 
 def run_suite(args) -> int:
+    from ..reliability.runner import reliable_suite_names
+
+    if args.suite in reliable_suite_names():
+        raise ConfigError(f"{args.suite} is a reliable suite: run htda-bench reliable --suite {args.suite}")
     suite = resolve_suite(args.suite, **suite_overrides(args))
     targets = zoo_targets(suite)
     world = init_from_environment()  # torchrun: shard the examples over the ranks

@@ -240,11 +240,30 @@ def _chance(labels: torch.Tensor) -> float:
     return 100.0 * float(torch.bincount(labels.long()).max()) / len(labels)
 
 
+def _check_transfer_source(store: ResultsStore, suite: Suite, target: Target, split: Split,
+                           source: Target | None) -> None:
+    """Stored transfer outcomes are keyed by the attacked model only: refuse to mix sources."""
+    if source is None:
+        return
+    stored = store.metrics_frame(suite=suite.name, protocol_version=suite.protocol_version, model=target.name,
+                                 weights_sha256=target.weights_sha256, dataset_fingerprint=split.fingerprint,
+                                 condition=RELIABILITY_CONDITION, metric="plan")
+    for payload in stored["payload"]:
+        before = (payload or {}).get("transfer_source") or {}
+        if before and before.get("weights_sha256") != source.weights_sha256:
+            raise ConfigError(f"the store holds transfer results for {target.name} crafted on {before.get('model')} "
+                              f"(weights {str(before.get('weights_sha256'))[:12]}), now the source is {source.name} "
+                              f"(weights {source.weights_sha256[:12]}): use another results store (--out)")
+
+
 def evaluate_reliability(reliable: ReliableSuite, target: Target, split: Split, store: ResultsStore,
                          source: Target | None = None, show_progress: bool = True) -> dict:
     """Score ``target`` under every applicable attack of the suite and the large-eps check, and store
     the model measurements. Resumable: stored outcomes are not recomputed. Returns the main run record
     (with ``reliability_plan``: attacks run, attacks skipped and why, transfer source)."""
+    from ..submission.validate import ensure_spiking_layers  # the runner's firing-rate recorder needs it
+
+    ensure_spiking_layers(target.model)
     if source is not None:
         source.model.eval()
         source.model.requires_grad_(False)
@@ -253,6 +272,7 @@ def evaluate_reliability(reliable: ReliableSuite, target: Target, split: Split, 
     runner = SuiteRunner(main, split, store, show_progress=show_progress)
     if runner.world.size > 1:
         raise ConfigError("reliable suites run in one process (torchrun sharding is not supported)")
+    _check_transfer_source(store, main, target, split, source)
     with transfer_source(target.model, source.model) if source is not None else contextlib.nullcontext():
         record = runner.run(target)
     _progress_note(show_progress, f"{target.name}: large-eps check (eps {reliable.large_eps:g})")
