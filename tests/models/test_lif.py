@@ -48,4 +48,4 @@ def test_fixed_lif_has_no_parameters_learnable_has_two():
     assert list(PaperLIF(learnable=False).parameters()) == []
     learnable = PaperLIF(learnable=True)
     assert len(list(learnable.parameters())) == 2
-    assert abs(float(learnable.decay) - 0.2) < 1e-6 and abs(float(learnable.threshold) - 0.5) < 1e-6
+    assert abs(learnable.decay.item() - 0.2) < 1e-6 and abs(learnable.threshold.item() - 0.5) < 1e-6
