@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -22,8 +23,6 @@ DEFAULT_STORE = Path("results") / "htda-bench.sqlite"
 
 def state_dict_sha256(model: torch.nn.Module) -> str:
     """A weights hash for a model that did not come from a file (the safetensors bytes' sha256)."""
-    import hashlib
-
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     return hashlib.sha256(safetensors_bytes(tensors)).hexdigest()
 

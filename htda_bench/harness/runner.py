@@ -180,8 +180,9 @@ class SuiteRunner:
                     self._firing_metric(target, key)
 
     def _firing_metric(self, target: Target, key: OutcomeKey) -> None:
-        frame = self.store.outcomes_frame(**{k: getattr(key, k) for k in ("suite", "model", "seed", "attack")},
-                                          eps_key=key.eps_key, weights_sha256=key.weights_sha256)
+        """Mean per-example firing rate of this key's stored outcomes (resume-safe: read from the store)."""
+        fields = ("suite", "protocol_version", "model", "weights_sha256", "dataset_fingerprint", "seed", "attack")
+        frame = self.store.outcomes_frame(**{name: getattr(key, name) for name in fields}, eps_key=key.eps_key)
         frame = frame[frame["example_index"] < len(self.indices)]
         if len(frame) and frame["firing_rate"].notna().all():
             self.store.set_metric(key, condition=condition_name(key.attack, key.eps), metric="firing_rate",
