@@ -20,6 +20,7 @@ from ..suites import list_suites
 from ..utils import atomic_path, git_commit, write_text_atomic
 from . import attention_figures, plots
 from .paper import PAPER_DOI
+from .reliability import reliability_sections
 from .tables import ALL_TABLES, DATASET_SUITES, NOT_RUN, VARIANT_DOC, ReportTable, ResultsSource, build_table
 
 FIGURE_FILES = {
@@ -38,6 +39,7 @@ class Report:
     tables: dict[int, tuple[Path, Path]] = field(default_factory=dict)
     figures: dict[str, tuple[Path, str]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    reliability: list[tuple[str, str]] = field(default_factory=list)  # (suite caption, paragraph)
     index: Path | None = None
 
 
@@ -170,6 +172,10 @@ def _index(report: Report, source: ResultsSource, tables: dict[int, ReportTable]
         lines.append("No figures written.")
     if report.skipped:
         lines += ["", "Skipped:", "", *(f"- {item}" for item in report.skipped)]
+    if report.reliability:
+        lines += ["", "## Reliability (adaptive attacks)", ""]
+        for caption, paragraph in report.reliability:
+            lines += [f"**{_md(caption)}.** {paragraph}", ""]
     lines += ["", "## Runs", "", "The run each reproduced row comes from (the model's latest run in the suite).", ""]
     lines += ["| suite | protocol | source | model | run id | dataset variant | examples | seeds | finished | commit |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -224,6 +230,10 @@ def build_report(out: str | os.PathLike = "reports", store: str | os.PathLike = 
             folder = out / "figures"
             _result_figures(report, folder, source)
             _attention_figures(report, folder, data_root, None if zoo is None else Path(zoo))
+            if leaderboards is not None:
+                for path, caption, paragraph in reliability_sections(leaderboards, folder):
+                    report.figures[f"reliability:{path.stem}"] = (path, caption)
+                    report.reliability.append((caption, paragraph))
         report.index = out / "README.md"
         write_text_atomic(report.index, _index(report, source, built, generated))
     finally:

@@ -243,3 +243,24 @@ def test_attention_figures_for_every_htda_model_of_a_zoo(data_root, tmp_path):
     assert not any(key.startswith("fig2:s-snn") for key in report.figures)
     assert {"fig4", "fig5", "curves"}.isdisjoint(report.figures)  # nothing in the (absent) store
     assert "fig2_attention_maps_htda-vgg32c-mnist.png" in report.index.read_text()
+
+
+def test_reliability_section_states_whether_the_advantage_survives(tmp_path):
+    from htda_bench.report.reliability import advantage_paragraph, reliability_sections
+
+    board = pd.DataFrame([
+        {"model": "s-snn-vgg32c-mnist", "family": "s-snn", "arch": "vgg32c", "n_examples": 20, "seeds": "0",
+         "pgd_acc_eps20": 5.0, "apgd_ce_acc_eps20": 0.0, "robust_acc_eps20_mean": 0.0, "flags_failed": None},
+        {"model": "htda-vgg32c-mnist", "family": "htda", "arch": "vgg32c", "n_examples": 20, "seeds": "0",
+         "pgd_acc_eps20": 75.0, "apgd_ce_acc_eps20": 35.0, "robust_acc_eps20_mean": 35.0,
+         "flags_failed": "pgd_converged"},
+    ])
+    text = advantage_paragraph(board, "reliable-mnist")
+    assert "75.0% against S-SNN's 5.0% (+70.0 points)" in text
+    assert "35.0% against 0.0% (+35.0 points): the advantage shrinks under the worst case" in text
+    assert "HTDA: pgd_converged" in text
+    (tmp_path / "lb").mkdir()
+    board.to_csv(tmp_path / "lb" / "reliable-mnist.csv", index=False)
+    (tmp_path / "fig").mkdir()
+    [(path, caption, paragraph)] = reliability_sections(tmp_path / "lb", tmp_path / "fig")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paragraph == text
