@@ -12,27 +12,9 @@ from rich.table import Table
 from ..attacks import parse_eps
 from ..errors import ConfigError
 from ..leaderboard import eps_label
+from .run_cmd import parse_int, parse_list
 
 DEFAULT_STORE = "results/htda-bench.sqlite"
-
-
-def _items(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise ConfigError(f"empty list {text!r}: give comma-separated values")
-    return items
-
-
-def _seeds(text: str | None) -> list[int] | None:
-    items = _items(text)
-    if items is None:
-        return None
-    try:
-        return [int(item) for item in items]
-    except ValueError:
-        raise ConfigError(f"--seeds {text!r}: give whole numbers, e.g. 0,1,2") from None
 
 
 def register(subparsers) -> None:
@@ -64,10 +46,10 @@ def overrides_from_args(args) -> dict:
         raise ConfigError("--n-examples must be at least 1")
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
-    eps = _items(args.eps)
-    return dict(models=_items(args.models), n_examples=args.n_examples, seeds=_seeds(args.seeds),
-                eps=None if eps is None else [parse_eps(item) for item in eps], batch_size=args.batch_size,
-                attacks=_items(args.attacks), large_eps=None if args.large_eps is None else parse_eps(args.large_eps))
+    return dict(models=parse_list(args.models, str), n_examples=args.n_examples,
+                seeds=parse_list(args.seeds, parse_int), eps=parse_list(args.eps, parse_eps),
+                batch_size=args.batch_size, attacks=parse_list(args.attacks, str),
+                large_eps=None if args.large_eps is None else parse_eps(args.large_eps))
 
 
 def _cell(value) -> str:

@@ -14,7 +14,7 @@ from ..harness.summary import paper_style_table
 from ..suites import list_suites
 
 
-def _csv(text: str | None, convert):
+def parse_list(text: str | None, convert):
     if text is None:
         return None
     items = [item.strip() for item in text.split(",") if item.strip()]
@@ -23,7 +23,7 @@ def _csv(text: str | None, convert):
     return [convert(item) for item in items]
 
 
-def _int(text: str) -> int:
+def parse_int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
@@ -47,9 +47,9 @@ def add_override_arguments(parser) -> None:
 def suite_overrides(args) -> dict:
     if args.steps is not None and args.steps < 1:
         raise ConfigError("--steps must be at least 1")
-    return dict(models=_csv(getattr(args, "models", None), str), eps=_csv(args.eps, parse_eps),
+    return dict(models=parse_list(getattr(args, "models", None), str), eps=parse_list(args.eps, parse_eps),
                 steps=args.steps, step_size=parse_eps(args.step_size) if args.step_size else None,
-                seeds=_csv(args.seeds, _int), n_examples=args.n_examples, batch_size=args.batch_size)
+                seeds=parse_list(args.seeds, parse_int), n_examples=args.n_examples, batch_size=args.batch_size)
 
 
 def register(subparsers) -> None:
