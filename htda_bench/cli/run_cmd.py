@@ -49,7 +49,8 @@ def suite_overrides(args) -> dict:
         raise ConfigError("--steps must be at least 1")
     return dict(models=parse_list(getattr(args, "models", None), str), eps=parse_list(args.eps, parse_eps),
                 steps=args.steps, step_size=parse_eps(args.step_size) if args.step_size else None,
-                seeds=parse_list(args.seeds, parse_int), n_examples=args.n_examples, batch_size=args.batch_size)
+                seeds=parse_list(args.seeds, parse_int), n_examples=args.n_examples, batch_size=args.batch_size,
+                attack_clean_correct_only=getattr(args, "attack_clean_correct_only", False) or None)
 
 
 def register(subparsers) -> None:
@@ -58,6 +59,9 @@ def register(subparsers) -> None:
                                             "same command after an interruption.")
     run.add_argument("--suite", required=True, help="suite name (htda-bench suites list)")
     run.add_argument("--models", help="comma-separated zoo names or glob patterns (default: the suite's)")
+    run.add_argument("--attack-clean-correct-only", action="store_true",
+                     help="protocol option: store clean-misclassified examples as not robust without "
+                          "attacking them (faster; results go under protocol version +clean-correct-only)")
     add_override_arguments(run)
     run.set_defaults(handler=run_suite)
 

@@ -25,6 +25,7 @@ from ..distributed import World, current_world
 from ..leaderboard import eps_label
 from ..metrics.spikes import (SpikeRecorder, firing_rate_per_example, operation_counts, parameter_count,
                               record_firing)
+from ..models.speed import for_evaluation
 from ..store import OutcomeKey, ResultsStore
 from ..suites import Suite
 from ..utils import git_commit, package_versions
@@ -103,8 +104,7 @@ class SuiteRunner:
 
     def run(self, target: Target) -> dict | None:
         """Evaluate one target; returns the run record stored (None on ranks other than 0)."""
-        model = target.model.eval()
-        model.requires_grad_(False)  # attacks need input gradients only
+        model = for_evaluation(target.model)  # eval mode, input gradients only, fast paths on
         run_id = uuid.uuid4().hex[:12]
         started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
         spiking = bool(list(model.spiking_layers()))
@@ -144,6 +144,8 @@ class SuiteRunner:
             if self.world.is_root:
                 done = set.intersection(*(self.store.done_indices(key) for key in keys))
                 todo = [int(i) for i in self.indices if int(i) not in done]
+            if self.world.is_root and attack_name != CLEAN and self.suite.attack_clean_correct_only:
+                todo = self._store_clean_failures(target, keys, todo)
             todo = self.world.broadcast(todo)
             label = condition_name(attack_name, eps) + ("" if seed is None else f" seed {seed}")
             task = progress.add_task(f"{target.name} {label}", total=len(self.indices),
@@ -179,11 +181,29 @@ class SuiteRunner:
                 for key in keys:
                     self._firing_metric(target, key)
 
+    def _store_clean_failures(self, target: Target, keys: list[OutcomeKey], todo: list[int]) -> list[int]:
+        """Protocol option ``attack_clean_correct_only``: store the examples that are wrong on clean
+        input as not robust (no firing rate: they were not attacked); return the rest to attack."""
+        clean = self.store.outcomes_frame(**{**self._key_filter(self.key(target, self.suite.seeds[0], CLEAN, 0.0)),
+                                              "attack": CLEAN})
+        wrong = set(clean.loc[clean["correct"] == 0, "example_index"].astype(int))
+        skipped = [index for index in todo if index in wrong]
+        for key in keys:
+            self.store.add_outcomes(key, skipped, [False] * len(skipped))
+        return [index for index in todo if index not in wrong]
+
+    @staticmethod
+    def _key_filter(key: OutcomeKey) -> dict:
+        fields = ("suite", "protocol_version", "model", "weights_sha256", "dataset_fingerprint", "seed")
+        return {name: getattr(key, name) for name in fields}
+
     def _firing_metric(self, target: Target, key: OutcomeKey) -> None:
-        """Mean per-example firing rate of this key's stored outcomes (resume-safe: read from the store)."""
-        fields = ("suite", "protocol_version", "model", "weights_sha256", "dataset_fingerprint", "seed", "attack")
-        frame = self.store.outcomes_frame(**{name: getattr(key, name) for name in fields}, eps_key=key.eps_key)
+        """Mean per-example firing rate of this key's stored outcomes (resume-safe: read from the store),
+        over the examples that were run (all of them, unless clean failures were skipped)."""
+        frame = self.store.outcomes_frame(**self._key_filter(key), attack=key.attack, eps_key=key.eps_key)
         frame = frame[frame["example_index"] < len(self.indices)]
+        if self.suite.attack_clean_correct_only:
+            frame = frame[frame["firing_rate"].notna()]
         if len(frame) and frame["firing_rate"].notna().all():
             self.store.set_metric(key, condition=condition_name(key.attack, key.eps), metric="firing_rate",
                                   value=100.0 * float(frame["firing_rate"].mean()))

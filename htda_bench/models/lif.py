@@ -17,6 +17,8 @@ import torch
 from spikingjelly.activation_based import neuron, surrogate
 from torch import nn
 
+from .fused_lif import MultiStepRectLIF
+
 PAPER_DECAY = 0.2
 PAPER_THRESHOLD = 0.5
 PAPER_SURROGATE_WIDTH = 1.0  # a of Eq. 6: gradient 1/a on |h - V_th| < a/2
@@ -54,6 +56,7 @@ class PaperLIF(neuron.SimpleBaseNode):
             step_mode="m",
         )
         self.learnable = learnable
+        self.fused = True  # use MultiStepRectLIF when it applies; False forces SpikingJelly's loop
         decay_logit = torch.tensor(math.log(decay / (1.0 - decay)))
         threshold_raw = torch.tensor(_inverse_softplus(threshold))
         if learnable:
@@ -70,6 +73,22 @@ class PaperLIF(neuron.SimpleBaseNode):
     @property
     def threshold(self) -> torch.Tensor:
         return nn.functional.softplus(self.threshold_raw)
+
+    def can_fuse(self) -> bool:
+        """The fused kernel covers exactly this case: Rect surrogate, hard reset to 0, and a state
+        at rest (v = 0.0) or carried from this layer's previous call (HTDA's second window)."""
+        function = self.surrogate_function
+        fresh = isinstance(self.v, float) and self.v == 0.0
+        return (self.fused and type(function) is surrogate.Rect and function.spiking
+                and self.v_reset == 0.0 and not self.detach_reset and (fresh or torch.is_tensor(self.v)))
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        if not self.can_fuse():
+            return super().multi_step_forward(x_seq)
+        v0 = self.v if torch.is_tensor(self.v) else None
+        spikes, self.v = MultiStepRectLIF.apply(x_seq, v0, self.decay, self.threshold,
+                                                self.surrogate_function.alpha)
+        return spikes
 
     def neuronal_charge(self, x: torch.Tensor) -> None:
         self.v = self.decay * self.v + x

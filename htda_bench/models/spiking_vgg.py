@@ -64,6 +64,9 @@ class SpikingVGG(nn.Module):
             else:
                 self.attention = AttentionGenerator(channels[1], 1, config.attention_upsampler)
         self.last_attention_maps: list[torch.Tensor] = []
+        # Speed switch (same numbers either way): False repeats a static image over the window's
+        # steps before the encoder conv, as a plain SNN loop does (the reference for benchmarks).
+        self.encoder_once = True
 
     @property
     def computed_attention_maps(self) -> list[torch.Tensor]:
@@ -86,6 +89,8 @@ class SpikingVGG(nn.Module):
         """
         if mask is not None:
             encoder_input = encoder_input * mask
+        if encoder_input.dim() == 4 and not self.encoder_once:
+            encoder_input = encoder_input.unsqueeze(0).expand(steps, *encoder_input.shape)
         if encoder_input.dim() == 4:
             current = self.norms[0](self.convs[0](encoder_input))
             current = current.unsqueeze(0).expand(steps, *current.shape)

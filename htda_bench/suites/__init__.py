@@ -32,6 +32,9 @@ class AttackSpec:
         return self.name
 
 
+CLEAN_CORRECT_ONLY = "+clean-correct-only"
+
+
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -45,10 +48,17 @@ class Suite:
     batch_size: int = 200
     description: str = ""
     default_n_examples: int | None = field(default=None, compare=False)
+    # Protocol option (off in every paper suite): examples the model already gets wrong on clean
+    # input are stored as not robust without being attacked. It saves the attack's time on them,
+    # but it can change numbers (a random start may land on a correctly classified point), so it
+    # is part of the protocol version (suffix CLEAN_CORRECT_ONLY) and of the config hash.
+    attack_clean_correct_only: bool = False
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data.pop("default_n_examples")
+        if not data["attack_clean_correct_only"]:
+            data.pop("attack_clean_correct_only")  # keeps the config hashes of existing suites
         return data
 
     @property
@@ -78,6 +88,8 @@ class Suite:
         for key in ("models", "eps", "seeds"):
             if key in changes:
                 changes[key] = tuple(changes[key])
+        if changes.get("attack_clean_correct_only") and not self.attack_clean_correct_only:
+            changes["protocol_version"] = self.protocol_version + CLEAN_CORRECT_ONLY
         suite = dataclasses.replace(self, attacks=attacks, **changes)
         _validate(suite)
         return suite
@@ -117,7 +129,10 @@ def parse_suite(data: dict, source: str) -> Suite:
             seeds=tuple(int(seed) for seed in data["seeds"]), n_examples=int(data["n_examples"]),
             batch_size=int(data.get("batch_size", 200)), description=data.get("description", ""),
             default_n_examples=int(data["n_examples"]),
+            attack_clean_correct_only=bool(data.get("attack_clean_correct_only", False)),
         )
+        if suite.attack_clean_correct_only and not suite.protocol_version.endswith(CLEAN_CORRECT_ONLY):
+            suite = dataclasses.replace(suite, protocol_version=suite.protocol_version + CLEAN_CORRECT_ONLY)
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"suite file {source} is invalid: {type(error).__name__} {error}") from None
     _validate(suite)

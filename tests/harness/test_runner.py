@@ -2,6 +2,7 @@
 or on interruption, adversarial batches are checked, leaderboards have the documented columns."""
 
 import pandas as pd
+import torch
 import pytest
 
 from htda_bench.attacks import SeededAttack, register_attack
@@ -119,3 +120,44 @@ def test_leaderboard_csv_has_the_documented_columns(mnist_zoo_model, data_root, 
     row = pd.read_csv(tmp_path / "lb" / "pgd-mnist.csv").iloc[0]
     assert 0 < row["firing_rate_mean"] < 100 and row["macs_m"] > 0 and row["params_m"] > 0.5
     assert (tmp_path / "lb" / "runs" / "pgd-mnist" / f"{name}.json").exists()
+
+
+class LinearProbe(torch.nn.Module):
+    """A seeded linear classifier on pixels (about 10% accurate): many clean failures, real gradients."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(32 * 32, 10)
+        self.examples_seen = 0
+
+    def spiking_layers(self):
+        return []
+
+    def forward(self, x):
+        self.examples_seen += len(x)
+        return self.fc(x.flatten(1) - 0.13) * 10
+
+
+def test_attack_clean_correct_only_skips_clean_failures_under_its_own_protocol(data_root, tmp_path):
+    runs = {}
+    for option in (False, True):
+        model = LinearProbe()
+        suite = mnist_suite(n_examples=40, batch_size=40, attack_clean_correct_only=option or None, steps=3)
+        run_targets(suite, [Target("probe", model, "0" * 64)], tmp_path / f"{option}.sqlite", None, data_root,
+                    show_progress=False)
+        runs[option] = (suite, outcomes(tmp_path / f"{option}.sqlite"), model.examples_seen)
+    plain_suite, plain, plain_seen = runs[False]
+    suite, skipping, seen = runs[True]
+    assert suite.protocol_version == plain_suite.protocol_version + "+clean-correct-only"
+    assert suite.config_hash != plain_suite.config_hash
+    assert set(skipping["protocol_version"]) == {suite.protocol_version}
+    clean = plain[plain["attack"] == "clean"].set_index("example_index")["correct"]
+    wrong = set(clean.index[clean == 0])
+    assert 10 < len(wrong) < 40
+    attacked = skipping[skipping["attack"] == "pgd"].set_index("example_index")["correct"]
+    plain_attacked = plain[plain["attack"] == "pgd"].set_index("example_index")["correct"]
+    assert (attacked.loc[sorted(wrong)] == 0).all()  # stored as not robust, not attacked
+    right = sorted(set(clean.index) - wrong)
+    assert attacked.loc[right].tolist() == plain_attacked.loc[right].tolist()
+    assert seen < plain_seen  # the skipped examples never went through an attack
