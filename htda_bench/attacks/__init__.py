@@ -16,7 +16,8 @@ from .base import (
     uniform_noise,
 )
 from .gradient import FGSM, PGD
-from . import adaptive  # noqa: F401  (registers the adaptive attacks: APGD, Square, BPDA, ...)
+from . import adaptive  # noqa: F401  (registers the adaptive attacks: PGD-50, surrogate PGD, BPDA, transfer)
+from . import autoattack  # noqa: F401  (registers APGD-CE, APGD-DLR and Square)
 
 __all__ = [
     "ATTACKS", "AttackValidityError", "FGSM", "PGD", "SeededAttack", "build_attack",
