@@ -17,7 +17,7 @@ import torch
 from spikingjelly.activation_based import neuron, surrogate
 from torch import nn
 
-from .fused_lif import MultiStepRectLIF
+from .fused_lif import KERNELS, MultiStepRectLIF
 
 PAPER_DECAY = 0.2
 PAPER_THRESHOLD = 0.5
@@ -56,7 +56,9 @@ class PaperLIF(neuron.SimpleBaseNode):
             step_mode="m",
         )
         self.learnable = learnable
-        self.fused = True  # use MultiStepRectLIF when it applies; False forces SpikingJelly's loop
+        # "fused": MultiStepRectLIF when it applies; "compiled": the same through torch.compile;
+        # "spikingjelly": SimpleBaseNode's step loop (the reference). Same numbers either way.
+        self.kernel = "fused"
         decay_logit = torch.tensor(math.log(decay / (1.0 - decay)))
         threshold_raw = torch.tensor(_inverse_softplus(threshold))
         if learnable:
@@ -79,7 +81,7 @@ class PaperLIF(neuron.SimpleBaseNode):
         at rest (v = 0.0) or carried from this layer's previous call (HTDA's second window)."""
         function = self.surrogate_function
         fresh = isinstance(self.v, float) and self.v == 0.0
-        return (self.fused and type(function) is surrogate.Rect and function.spiking
+        return (self.kernel in KERNELS[1:] and type(function) is surrogate.Rect and function.spiking
                 and self.v_reset == 0.0 and not self.detach_reset and (fresh or torch.is_tensor(self.v)))
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
@@ -87,7 +89,7 @@ class PaperLIF(neuron.SimpleBaseNode):
             return super().multi_step_forward(x_seq)
         v0 = self.v if torch.is_tensor(self.v) else None
         spikes, self.v = MultiStepRectLIF.apply(x_seq, v0, self.decay, self.threshold,
-                                                self.surrogate_function.alpha)
+                                                self.surrogate_function.alpha, self.kernel == "compiled")
         return spikes
 
     def neuronal_charge(self, x: torch.Tensor) -> None:
@@ -98,6 +100,6 @@ class PaperLIF(neuron.SimpleBaseNode):
 
     def extra_repr(self) -> str:
         return (
-            f"learnable={self.learnable}, decay={float(self.decay):.4f}, "
-            f"threshold={float(self.threshold):.4f}, surrogate={self.surrogate_function}"
+            f"learnable={self.learnable}, decay={float(self.decay.detach()):.4f}, "
+            f"threshold={float(self.threshold.detach()):.4f}, surrogate={self.surrogate_function}"
         )

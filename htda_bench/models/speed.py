@@ -2,8 +2,8 @@
 
 The harness calls ``for_evaluation`` on each model it attacks. Each speed-up is measured in
 ``benchmarks/bench_eval.py`` (docs/PERFORMANCE.md):
-- the fused multi-step LIF kernel (``fused_lif.py``): bit-identical spikes and, in float32,
-  bit-identical input gradients;
+- the fused multi-step LIF kernel (``fused_lif.py``), run through ``torch.compile``: bit-identical
+  spikes and, in float32, bit-identical input gradients (tests/models/test_speed.py);
 - the encoder's convolution of a static image computed once per attention window, not per step;
 - no parameter gradients: attacks need the input gradient only.
 ``fold_batchnorm`` is measured too but off by default: the folded convolution rounds differently
@@ -23,11 +23,12 @@ from .lif import PaperLIF
 from .spiking_vgg import SpikingVGG
 
 
-def set_fast_paths(model: nn.Module, enabled: bool) -> nn.Module:
-    """Switch the fused LIF kernel and the once-per-window encoder on or off, in place."""
+def set_fast_paths(model: nn.Module, enabled: bool, kernel: str = "fused") -> nn.Module:
+    """Switch the fused LIF kernel (``kernel``: "fused" or "compiled") and the once-per-window
+    encoder on, or both off (SpikingJelly's step loop, encoder conv per step), in place."""
     for module in model.modules():
         if isinstance(module, PaperLIF):
-            module.fused = enabled
+            module.kernel = kernel if enabled else "spikingjelly"
         if isinstance(module, SpikingVGG):
             module.encoder_once = enabled
     return model
@@ -54,12 +55,13 @@ def fold_batchnorm(model: SpikingVGG) -> SpikingVGG:
     return folded
 
 
-def for_evaluation(model: nn.Module, optimise: bool = True, fold_bn: bool = False) -> nn.Module:
+def for_evaluation(model: nn.Module, optimise: bool = True, fold_bn: bool = False,
+                   kernel: str = "compiled") -> nn.Module:
     """The model the harness attacks: eval mode, no parameter gradients, and (``optimise``) the
     speed-ups above; ``optimise=False`` gives the plain path the benchmarks and tests compare to."""
     model = model.eval()
     if isinstance(model, SpikingVGG) and fold_bn:
         model = fold_batchnorm(model)
     if isinstance(model, SpikingVGG):
-        set_fast_paths(model, optimise)
+        set_fast_paths(model, optimise, kernel)
     return model.requires_grad_(False)

@@ -15,13 +15,15 @@ def _pair(learnable: bool):
         for lif in (fused, plain):
             lif.decay_logit.add_(0.3)
             lif.threshold_raw.sub_(0.2)
-    plain.fused = False
+    plain.kernel = "spikingjelly"
     return fused, plain
 
 
+@pytest.mark.parametrize("kernel", ["fused", "compiled"])
 @pytest.mark.parametrize("learnable", [False, True])
-def test_fused_lif_matches_spikingjelly_loop_exactly_in_float32(learnable):
+def test_fused_lif_matches_spikingjelly_loop_exactly_in_float32(learnable, kernel):
     fused, plain = _pair(learnable)
+    fused.kernel = kernel
     torch.manual_seed(0)
     x = (torch.randn(6, 8, 16, 5, 5) * 0.6).requires_grad_(True)
     x_plain = x.detach().clone().requires_grad_(True)
@@ -34,8 +36,8 @@ def test_fused_lif_matches_spikingjelly_loop_exactly_in_float32(learnable):
     assert torch.equal(fused.v, plain.v)  # the state SimpleBaseNode leaves after the last step
     assert torch.equal(x.grad, x_plain.grad)
     if learnable:
-        assert fused.decay_logit.grad == pytest.approx(plain.decay_logit.grad.item(), rel=1e-5)
-        assert fused.threshold_raw.grad == pytest.approx(plain.threshold_raw.grad.item(), rel=1e-5)
+        assert fused.decay_logit.grad == pytest.approx(plain.decay_logit.grad.item(), rel=1e-4, abs=1e-5)
+        assert fused.threshold_raw.grad == pytest.approx(plain.threshold_raw.grad.item(), rel=1e-4, abs=1e-5)
 
 
 def test_fused_lif_carries_state_and_its_gradient_across_calls():
@@ -51,7 +53,7 @@ def test_fused_lif_carries_state_and_its_gradient_across_calls():
     (spikes_plain * weights).sum().backward()
     assert torch.equal(spikes, spikes_plain)
     assert torch.equal(x.grad, x_plain.grad)
-    assert fused.decay_logit.grad == pytest.approx(plain.decay_logit.grad.item(), rel=1e-5)
+    assert fused.decay_logit.grad == pytest.approx(plain.decay_logit.grad.item(), rel=1e-4, abs=1e-5)
 
 
 def test_fused_lif_in_bf16_gives_the_same_spikes_and_close_gradients():
@@ -106,7 +108,7 @@ def test_optimised_attack_path_gives_identical_outcomes(name, mnist_test):
 
     fast = for_evaluation(load_model(name), optimise=True)
     plain = set_fast_paths(load_model(name).eval(), False)
-    assert not plain.encoder_once and all(not lif.fused for lif in plain.lifs)
+    assert not plain.encoder_once and all(lif.kernel == "spikingjelly" for lif in plain.lifs)
     index = torch.arange(200)
     images, labels = mnist_test.as_float(index), mnist_test.labels[index]
     outcomes = {}
