@@ -83,6 +83,19 @@ def load_model(name: str, zoo: Path | None = None):
     return model
 
 
+def _recipe_description(root: Path, recipe: str | None) -> str | None:
+    """The recipe's own account of what was trained (budget, deviations), for the card."""
+    import yaml
+
+    path = Path(recipe) if recipe else None
+    if path is not None and not path.is_absolute():
+        path = root / path
+    if path is None or not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text()) or {}
+    return " ".join(str(data.get("description", "")).split()) or None
+
+
 def publish(run_dir: str | Path, name: str | None = None, zoo: Path | None = None, data_root=None,
             allow_float16: bool = True) -> dict:
     """Copy a finished training run into the zoo: weights (float16 when clean accuracy on the full
@@ -116,6 +129,7 @@ def publish(run_dir: str | Path, name: str | None = None, zoo: Path | None = Non
         save_weights(model, weights_file)
     card = {
         "name": name, "family": run_card["family"], "variant": run_card.get("variant", run_card["family"]),
+        "training_note": _recipe_description(folder.parent, run_card.get("recipe")),
         "arch": run_card["arch"], "dataset": run_card["dataset"], "dataset_variant": split.variant,
         "test_fingerprint": split.fingerprint, "recipe": run_card["recipe"], "epochs": run_card["epochs"],
         "iterations": run_card["iterations"], "train_examples": run_card["train_examples"],

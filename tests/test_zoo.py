@@ -33,12 +33,13 @@ def test_zoo_model_loads_and_meets_the_contract(name):
     logits.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert card["family"] in ("s-snn", "htda") and card["weights_sha256"]
+    assert card.get("training_note"), "every card says what was trained, for how long and on what"
     if card["family"] == "htda" and model.attention is not None:
         stats = card["attention_stats"]
         assert stats["pixel_std"] >= 0.05, "an HTDA whose map ignores the input is not shipped"
 
 
-@pytest.mark.parametrize("name", [c["name"] for c in CARDS if c["dataset"] in ("mnist", "cifar10")])
+@pytest.mark.parametrize("name", [c["name"] for c in CARDS if c["dataset"] in ("mnist", "cifar10", "nmnist")])
 def test_clean_accuracy_on_first_500_matches_the_card(name, data_root):
     model = load_model(name)
     card = get_card(name)

@@ -129,7 +129,8 @@ def _load_nmnist(root: Path, split: str, download: bool) -> Split:
         images, labels = nmnist.load_frames(files)
         return {"images": images, "labels": labels}
 
-    key = f"{variant}-{split}-" + source_fingerprint([path for path, _ in files], folder)[:24]
+    # "v2": frames hold 0/255 (v1 held 0/1, which as_float turned into 0 and 1/255)
+    key = f"{variant}-v2-{split}-" + source_fingerprint([path for path, _ in files], folder)[:24]
     tensors = cached_tensors(key, build)
     return Split("nmnist", split, tensors["images"], tensors["labels"], variant, str(folder))
 

@@ -33,14 +33,17 @@ def decode_events(raw: bytes) -> dict[str, np.ndarray]:
     return {"t": (timestamp + overflow)[keep], "x": x[keep], "y": y[keep], "p": polarity[keep]}
 
 
+EVENT_VALUE = 255  # uint8 pixel scale, like the image datasets: Split.as_float gives frames in {0, 1}
+
+
 def events_to_frames(events: dict[str, np.ndarray]) -> np.ndarray:
     """Binary frames: 10 bins of 5 ms from the start of the recording, both polarities,
-    centre-cropped from 34x34 to 32x32. Returns uint8 [10, 2, 32, 32]."""
+    centre-cropped from 34x34 to 32x32. Returns uint8 [10, 2, 32, 32] holding 0 or 255."""
     frames = np.zeros((TIME_BINS, 2, SENSOR_SIZE, SENSOR_SIZE), dtype=np.uint8)
     if events["t"].size:
         bins = (events["t"] - events["t"].min()) // BIN_US
         inside = (bins < TIME_BINS) & (events["x"] < SENSOR_SIZE) & (events["y"] < SENSOR_SIZE)
-        frames[bins[inside], events["p"][inside], events["y"][inside], events["x"][inside]] = 1
+        frames[bins[inside], events["p"][inside], events["y"][inside], events["x"][inside]] = EVENT_VALUE
     margin = (SENSOR_SIZE - FRAME_SIZE) // 2
     return frames[:, :, margin : margin + FRAME_SIZE, margin : margin + FRAME_SIZE]
 

@@ -33,9 +33,11 @@ def test_cifar10_jpeg_mirror(data_root):
 def test_nmnist_frames(data_root):
     split = load_split("nmnist", "test", data_root, download=False)
     assert split.images.shape == (100, 10, 2, 32, 32)
-    assert split.images.dtype == torch.uint8 and set(split.images.unique().tolist()) <= {0, 1}
+    assert split.images.dtype == torch.uint8 and set(split.images.unique().tolist()) == {0, 255}
     assert split.variant == "nmnist-small"
-    assert split.images.float().mean() > 0.001  # events present
+    frames = split.as_float()
+    assert set(frames.unique().tolist()) == {0.0, 1.0}  # binary frames in [0, 1], as the protocol says
+    assert frames.mean() > 0.001  # events present
 
 
 def test_atis_decoding_of_handmade_events():
@@ -47,9 +49,9 @@ def test_atis_decoding_of_handmade_events():
     assert events["x"].tolist() == [1, 5, 33] and events["p"].tolist() == [1, 0, 1]
     frames = events_to_frames(events)
     assert frames.shape == (10, 2, 32, 32)
-    assert frames[0, 1, 0, 0] == 1  # (1,1) -> (0,0) after the 1-pixel centre crop
-    assert frames[2, 0, 6, 4] == 1  # 12 ms -> bin 2, y=7 -> 6, x=5 -> 4
-    assert frames.sum() == 2  # the 60 ms event is past the 10 x 5 ms window
+    assert frames[0, 1, 0, 0] == 255  # (1,1) -> (0,0) after the 1-pixel centre crop
+    assert frames[2, 0, 6, 4] == 255  # 12 ms -> bin 2, y=7 -> 6, x=5 -> 4
+    assert (frames > 0).sum() == 2  # the 60 ms event is past the 10 x 5 ms window
 
 
 def _write_cifar100(root, n=20):
