@@ -27,14 +27,17 @@ def evaluation_table(results: list[dict]) -> str:
 
 
 def ladder_table(result: dict) -> str:
-    lines = [f"{result['model']}:", "", "| step | examples/s | x plain | warm-up (s) | outcomes vs plain |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [f"{result['model']}:", "", "| step | examples/s | x plain | warm-up (s) | outcomes = plain | "
+             "outcomes = unoptimised |", "| --- | --- | --- | --- | --- | --- |"]
     plain = result["evaluation"]["plain_examples_per_s"]
-    lines.append(f"| plain torchattacks loop | {plain:.2f} | 1.00 | | |")
+    lines.append(f"| plain torchattacks loop | {plain:.2f} | 1.00 | | | |")
     for row in result["evaluation"]["ladder"]:
-        same = row["outcomes_vs_plain"]
+        cells = []
+        for field in ("outcomes_vs_plain", "outcomes_vs_unoptimised"):
+            same = row.get(field)
+            cells.append("" if same is None else f"{same['examples'] - same['differing']}/{same['examples']}")
         lines.append(f"| {row['variant']} | {row['examples_per_s']:.2f} | {row['examples_per_s'] / plain:.2f} | "
-                     f"{row['warm_up_seconds']:.1f} | {same['examples'] - same['differing']}/{same['examples']} |")
+                     f"{row['warm_up_seconds']:.1f} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 

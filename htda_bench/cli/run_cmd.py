@@ -78,7 +78,7 @@ def register(subparsers) -> None:
 
 
 def run_suite(args) -> int:
-    from ..reliability.runner import reliable_suite_names
+    from ..reliability.suite import reliable_suite_names
 
     if args.suite in reliable_suite_names():
         raise ConfigError(f"{args.suite} is a reliable suite: run htda-bench reliable --suite {args.suite}")

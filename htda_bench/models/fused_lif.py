@@ -71,6 +71,8 @@ def _compiled(function):
 
 def _run(function, compiled: bool, *args):
     if compiled:
+        # detached: compiled graphs are specialised on requires_grad, which says nothing here
+        args = tuple(arg.detach() if torch.is_tensor(arg) else arg for arg in args)
         try:
             return _compiled(function)(*args)
         except Exception as error:  # no working C++ compiler, or an inductor limitation
