@@ -91,7 +91,7 @@ def run_suite(args) -> int:
         return 0
     console = Console()
     console.print(paper_style_table(frame, suite))
-    console.print(f"leaderboard: {args.leaderboards}/{suite.name}.csv  store: {args.out}")
+    console.print(f"leaderboard: {args.leaderboards}/{suite.board_name}.csv  store: {args.out}")
     return 0
 
 

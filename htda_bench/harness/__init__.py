@@ -63,10 +63,10 @@ def run_targets(suite: Suite, targets: list[Target], store_path: str | Path = DE
         for target in targets:
             record = runner.run(target)
             if leaderboards_dir is not None:
-                write_run_record(record, leaderboards_dir, suite.name, target.name)
+                write_run_record(record, leaderboards_dir, suite.board_name, target.name)
         frame = leaderboard_frame(store, suite.name, suite.protocol_version)
         if leaderboards_dir is not None:
-            write_leaderboard(store, suite.name, suite.protocol_version, leaderboards_dir)
+            write_leaderboard(store, suite.name, suite.protocol_version, leaderboards_dir, suite.board_name)
     world.barrier()
     names = {target.name for target in targets}
     return frame[frame["model"].isin(names)].reset_index(drop=True)

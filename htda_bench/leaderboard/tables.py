@@ -190,14 +190,14 @@ def _safe_name(kind: str, name: str) -> str:
 
 
 def write_leaderboard(store: ResultsStore | str | os.PathLike, suite: str, protocol_version: str,
-                      leaderboards_dir: str | os.PathLike) -> Path:
-    """Regenerate ``<leaderboards_dir>/<suite>.csv`` from the store (replaced atomically)."""
+                      leaderboards_dir: str | os.PathLike, board_name: str | None = None) -> Path:
+    """Regenerate ``<leaderboards_dir>/<board_name or suite>.csv`` from the store (replaced atomically)."""
     frame = leaderboard_frame(store, suite, protocol_version)
     if frame.empty:
         where = store.path if isinstance(store, ResultsStore) else store
         raise ConfigError(f"no results for suite {suite} (protocol {protocol_version}) in {where}; "
                           f"run `htda-bench run --suite {suite}` first")
-    path = Path(leaderboards_dir) / f"{_safe_name('suite', suite)}.csv"
+    path = Path(leaderboards_dir) / f"{_safe_name('suite', board_name or suite)}.csv"
     with atomic_path(path) as temporary:
         frame.to_csv(temporary, index=False, lineterminator="\n")
     return path

@@ -70,6 +70,11 @@ class Suite:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
+    def board_name(self) -> str:
+        """The leaderboard file's name: a protocol option never overwrites the suite's own board."""
+        return self.name + (CLEAN_CORRECT_ONLY if self.attack_clean_correct_only else "")
+
+    @property
     def partial(self) -> bool:
         return self.default_n_examples is not None and self.n_examples < self.default_n_examples
 

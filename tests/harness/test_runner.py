@@ -144,8 +144,8 @@ def test_attack_clean_correct_only_skips_clean_failures_under_its_own_protocol(d
     for option in (False, True):
         model = LinearProbe()
         suite = mnist_suite(n_examples=40, batch_size=40, attack_clean_correct_only=option or None, steps=3)
-        run_targets(suite, [Target("probe", model, "0" * 64)], tmp_path / f"{option}.sqlite", None, data_root,
-                    show_progress=False)
+        run_targets(suite, [Target("probe", model, "0" * 64)], tmp_path / f"{option}.sqlite", tmp_path / "lb",
+                    data_root, show_progress=False)
         runs[option] = (suite, outcomes(tmp_path / f"{option}.sqlite"), model.examples_seen)
     plain_suite, plain, plain_seen = runs[False]
     suite, skipping, seen = runs[True]
@@ -161,3 +161,7 @@ def test_attack_clean_correct_only_skips_clean_failures_under_its_own_protocol(d
     right = sorted(set(clean.index) - wrong)
     assert attacked.loc[right].tolist() == plain_attacked.loc[right].tolist()
     assert seen < plain_seen  # the skipped examples never went through an attack
+    # the option's leaderboard is its own file: the paper protocol's board is not overwritten
+    assert read_leaderboard(tmp_path / "lb", "pgd-mnist")["protocol_version"].tolist() == [plain_suite.protocol_version]
+    assert read_leaderboard(tmp_path / "lb", "pgd-mnist+clean-correct-only")["protocol_version"].tolist() == [
+        suite.protocol_version]
