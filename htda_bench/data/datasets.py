@@ -86,6 +86,22 @@ def _load_cifar_torchvision(cls, name: str, root: Path, split: str, download: bo
                  str(root / dataset.base_folder))
 
 
+def _interleave_classes(samples: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Order class-folder samples round-robin over classes: class 0's first file, class 1's first, ...
+
+    The JPEG mirror keeps no global order (files are numbered within each class), and ImageFolder
+    sorts by class, so "the first N test examples" would all be airplanes. Round-robin makes every
+    prefix class-balanced, deterministically; it is not the original CIFAR-10 order.
+    """
+    rank_in_class: dict[int, int] = {}
+    ranked = []
+    for path, label in samples:  # ImageFolder sorts files within a class by name
+        rank = rank_in_class.get(label, 0)
+        rank_in_class[label] = rank + 1
+        ranked.append((rank, label, path))
+    return [(path, label) for _, label, path in sorted(ranked)]
+
+
 def _load_cifar10(root: Path, split: str, download: bool) -> Split:
     from torchvision.datasets import CIFAR10, ImageFolder
     from torchvision.io import ImageReadMode, decode_image
@@ -94,7 +110,7 @@ def _load_cifar10(root: Path, split: str, download: bool) -> Split:
         return _load_cifar_torchvision(CIFAR10, "CIFAR-10", root, split, download, CIFAR10_LAYOUT)
     folder = root / "cifar10-jpeg" / split
     if folder.is_dir():
-        samples = ImageFolder(str(folder)).samples  # classes sort to the standard label order
+        samples = _interleave_classes(ImageFolder(str(folder)).samples)
         files = [Path(path) for path, _ in samples]
 
         def build() -> dict[str, torch.Tensor]:
@@ -104,7 +120,7 @@ def _load_cifar10(root: Path, split: str, download: bool) -> Split:
             labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
             return {"images": images, "labels": labels}
 
-        key = "cifar10-jpeg-" + split + "-" + source_fingerprint(files, folder)[:24]
+        key = "cifar10-jpeg-v2-" + split + "-" + source_fingerprint(files, folder)[:24]
         tensors = cached_tensors(key, build)
         return Split("cifar10", split, tensors["images"], tensors["labels"], "cifar10-jpeg", str(folder))
     return _load_cifar_torchvision(CIFAR10, "CIFAR-10", root, split, download, CIFAR10_LAYOUT)

@@ -71,6 +71,14 @@ def htda_middle(spec: DatasetSpec, width: int, **options) -> ModelConfig:
     return htda(spec, width, **{**options, "attention_targets": "encoder+middle"})
 
 
+def zoo_name(family: str, arch: str, dataset: str) -> str:
+    """The zoo name ``<family>-<arch>-<dataset>[-<variant>]``: ``htda-fixedlif`` on MNIST VGG-32c
+    is ``htda-vgg32c-mnist-fixedlif``, so that every HTDA variant sorts beside its parent."""
+    if family.startswith("htda-"):
+        return f"htda-{arch}-{dataset}-{family[len('htda-'):]}"
+    return f"{family}-{arch}-{dataset}"
+
+
 def model_config(family: str, arch: str, dataset: str, **options) -> ModelConfig:
     if family not in _BUILDERS:
         raise ConfigError(f"unknown model family {family!r}: choose one of {', '.join(list_families())}")

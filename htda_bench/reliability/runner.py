@@ -47,7 +47,7 @@ DEFAULT_STORE = Path("results") / "htda-bench.sqlite"
 # -- which attacks apply to a model -----------------------------------------------------------------
 def counterpart_name(model: str) -> str | None:
     """The transfer source of a zoo model: ``htda*-vgg..`` <-> ``s-snn-vgg..`` (same arch and dataset)."""
-    match = re.match(r"^(?P<family>.+?)-(?P<rest>vgg.*)$", model)
+    match = re.match(r"^(?P<family>.+?)-(?P<rest>vgg\d+c-[a-z0-9]+)(-[a-z]+)?$", model)
     if not match:
         return None
     if match["family"].startswith("htda"):

@@ -22,6 +22,7 @@ from ..errors import CheckpointError, ConfigError
 from ..metrics.accuracy import clean_accuracy
 from ..metrics.attention import attention_stats
 from ..models import attention_map_loss, create_model
+from ..models.registry import zoo_name
 from ..models.checkpoint import save_weights
 from ..utils import atomic_path, git_commit, hardware_description, package_versions, sha256_file, write_json_atomic
 from .config import TrainConfig
@@ -224,7 +225,7 @@ def write_card(model, config: TrainConfig, out_dir: Path, train_split, test_spli
     model.cpu().eval()
     accuracy = clean_accuracy(model, test_split, config.eval_subset)
     card = {
-        "name": f"{config.family}-{config.arch}-{config.dataset}",
+        "name": zoo_name(config.family, config.arch, config.dataset),
         "family": "htda" if config.family.startswith("htda") else config.family,
         "variant": config.family,
         "arch": config.arch,

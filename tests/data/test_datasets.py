@@ -26,6 +26,9 @@ def test_cifar10_jpeg_mirror(data_root):
     assert split.images.shape == (10000, 3, 32, 32) and split.images.dtype == torch.uint8
     assert split.variant == "cifar10-jpeg"
     assert torch.bincount(split.labels).tolist() == [1000] * 10
+    # class-interleaved order: every prefix is balanced (first-N subsets are not all airplanes)
+    assert split.labels[:20].tolist() == list(range(10)) * 2
+    assert torch.bincount(split.labels[:500], minlength=10).tolist() == [50] * 10
     again = load_split("cifar10", "test", data_root, download=False)  # from the decoded cache
     assert again.fingerprint == split.fingerprint
 

@@ -123,3 +123,13 @@ def test_attention_stats_tells_input_independent_from_input_dependent(mnist_test
     following = attention_stats(model, images, batch_size=64)
     assert following["pixel_std"] > 0.05
     assert following["object_background_ratio"] > 2 * fixed["object_background_ratio"]
+
+
+def test_zoo_names_put_the_variant_last():
+    from htda_bench.models.registry import zoo_name
+
+    assert zoo_name("htda", "vgg32c", "mnist") == "htda-vgg32c-mnist"
+    assert zoo_name("s-snn", "vgg64c", "cifar10") == "s-snn-vgg64c-cifar10"
+    assert zoo_name("htda-fixedlif", "vgg32c", "mnist") == "htda-vgg32c-mnist-fixedlif"
+    names = {zoo_name(family, "vgg32c", "mnist") for family in list_families()}
+    assert len(names) == len(list_families())  # one zoo name per family

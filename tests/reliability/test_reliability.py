@@ -173,6 +173,7 @@ def test_shipped_reliable_suites_load_with_overrides_and_distinct_registered_att
     assert counterpart_name("htda-vgg32c-mnist") == "s-snn-vgg32c-mnist"
     assert counterpart_name("htda-fixedlif-vgg32c-cifar10") == "s-snn-vgg32c-cifar10"
     assert counterpart_name("s-snn-vgg128c-nmnist") == "htda-vgg128c-nmnist"
+    assert counterpart_name("htda-vgg32c-mnist-noattn") == "s-snn-vgg32c-mnist"
     assert counterpart_name("my-snn") is None
     assert ensure_registered("pgd-atan3.5") and "pgd-atan3.5" in ATTACKS and not ensure_registered("pgd-foo1")
 
