@@ -44,6 +44,19 @@ class _TorchattacksBatchAttack(SeededAttack):
     """Runs a torchattacks attack seeded per batch from (seed, first index, salt), RNG state forked."""
 
     salt = 0
+    # the iteration (APGD) or query (Square) budget when a suite sets no steps, and its argument name
+    default_budget, budget_argument = 0, "steps"
+    no_step_size = ""  # why a suite may not set step_size for this attack
+
+    def __init__(self, name, model, eps, seed, budget):
+        super().__init__(name, model, eps, seed)
+        self.budget = int(budget)
+
+    @classmethod
+    def from_options(cls, model, eps, seed, steps=None, step_size=None):
+        if step_size is not None:
+            raise ConfigError(f"{cls.no_step_size}; leave step_size unset (got {step_size})")
+        return cls(model, eps=eps, seed=seed, **{cls.budget_argument: cls.default_budget if steps is None else steps})
 
     def _inner(self, model: nn.Module, seed: int):
         raise NotImplementedError
@@ -75,16 +88,15 @@ class APGDAttack(_TorchattacksBatchAttack):
     """
 
     loss = "ce"
+    default_budget, budget_argument = APGD_DEFAULT_STEPS, "steps"
+    no_step_size = "APGD adapts its own step size"
 
     def __init__(self, model, eps=8 / 255, steps=APGD_DEFAULT_STEPS, seed=0):
-        super().__init__(f"APGD-{self.loss.upper()}", model, eps, seed)
-        self.steps = int(steps)
+        super().__init__(f"APGD-{self.loss.upper()}", model, eps, seed, steps)
 
-    @classmethod
-    def from_options(cls, model, eps, seed, steps=None, step_size=None):
-        if step_size is not None:
-            raise ConfigError(f"apgd-{cls.loss} adapts its own step size; leave step_size unset (got {step_size})")
-        return cls(model, eps=eps, steps=APGD_DEFAULT_STEPS if steps is None else steps, seed=seed)
+    @property
+    def steps(self) -> int:
+        return self.budget
 
     def _inner(self, model, seed):
         return torchattacks.APGD(model, norm="Linf", eps=self.eps, steps=self.steps, n_restarts=1, seed=seed,
@@ -112,17 +124,16 @@ class SquareAttack(_TorchattacksBatchAttack):
     start). Outcomes depend on the batch an example is in (square positions are drawn per batch)."""
 
     salt = _SALT_SQUARE
+    default_budget, budget_argument = SQUARE_DEFAULT_QUERIES, "n_queries"
+    no_step_size = "square takes no step size (its 'steps' is the query budget)"
 
     def __init__(self, model, eps=8 / 255, n_queries=SQUARE_DEFAULT_QUERIES, seed=0, p_init=0.8):
-        super().__init__("Square", model, eps, seed)
-        self.n_queries = int(n_queries)
+        super().__init__("Square", model, eps, seed, n_queries)
         self.p_init = float(p_init)
 
-    @classmethod
-    def from_options(cls, model, eps, seed, steps=None, step_size=None):
-        if step_size is not None:
-            raise ConfigError(f"square takes no step size (its 'steps' is the query budget); got {step_size}")
-        return cls(model, eps=eps, n_queries=SQUARE_DEFAULT_QUERIES if steps is None else steps, seed=seed)
+    @property
+    def n_queries(self) -> int:
+        return self.budget
 
     def _inner(self, model, seed):
         return torchattacks.Square(model, norm="Linf", eps=self.eps, n_queries=self.n_queries, n_restarts=1,
