@@ -15,6 +15,13 @@ ATTENTION_SOURCES = ("output", "layer2")
 # How A reaches the input's resolution: the paper's transposed convolutions, or
 # nearest-neighbour upsampling followed by a 3x3 convolution (no checkerboard pattern).
 ATTENTION_UPSAMPLERS = ("deconv", "upsample-conv")
+# Which BatchNorm statistics the attention windows after the first (the masked ones) use:
+#   "per-window"    each window its own batch statistics in training (one set of running statistics
+#                   in eval); BN then rescales a masked input back to unit variance, so a map's overall
+#                   level costs the classifier nothing, and eval differs from training;
+#   "first-window"  the first (unmasked) window's statistics, batch in training and running in eval:
+#                   a map that dims the input dims the spikes, and training matches eval.
+WINDOW_NORMS = ("per-window", "first-window")
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class ModelConfig:
     attention_window: int = 2  # T_f
     attention_source: str = "output"
     attention_upsampler: str = "deconv"
+    window_norm: str = "per-window"
     inference_temperature: float = 6.0
     classifier_hidden: int = 256
     extra: dict = field(default_factory=dict)
@@ -50,6 +58,8 @@ class ModelConfig:
             raise ValueError(f"attention_source must be one of {ATTENTION_SOURCES}")
         if self.attention_upsampler not in ATTENTION_UPSAMPLERS:
             raise ValueError(f"attention_upsampler must be one of {ATTENTION_UPSAMPLERS}")
+        if self.window_norm not in WINDOW_NORMS:
+            raise ValueError(f"window_norm must be one of {WINDOW_NORMS}")
         if self.attention and self.time_steps <= self.attention_window:
             raise ValueError("time_steps must exceed the attention window")
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:

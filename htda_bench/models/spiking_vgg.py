@@ -64,6 +64,7 @@ class SpikingVGG(nn.Module):
             else:
                 self.attention = AttentionGenerator(channels[1], 1, config.attention_upsampler)
         self.last_attention_maps: list[torch.Tensor] = []
+        self._first_window_stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         # Speed switch (same numbers either way): False repeats a static image over the window's
         # steps before the encoder conv, as a plain SNN loop does (the reference for benchmarks).
         self.encoder_once = True
@@ -81,7 +82,22 @@ class SpikingVGG(nn.Module):
             return x  # binary event frames are fed as they are
         return (x - self.mean) / self.std
 
-    def _extract(self, encoder_input: torch.Tensor, steps: int, mask: torch.Tensor | None):
+    def _norm(self, index: int, x: torch.Tensor, first_window: bool) -> torch.Tensor:
+        """BatchNorm of conv ``index``; with window_norm "first-window", masked windows in training
+        reuse the first window's batch statistics (hand-written: torch's BatchNorm has no such mode)."""
+        norm = self.norms[index]
+        if self.config.window_norm == "per-window" or not norm.training:
+            return norm(x)
+        if first_window:
+            flat = x.float()
+            self._first_window_stats[index] = (flat.mean((0, 2, 3)), flat.var((0, 2, 3), unbiased=False))
+            return norm(x)
+        mean, var = (stat.view(1, -1, 1, 1) for stat in self._first_window_stats[index])
+        scale = norm.weight.view(1, -1, 1, 1) * torch.rsqrt(var + norm.eps)
+        return ((x.float() - mean) * scale + norm.bias.view(1, -1, 1, 1)).to(x.dtype)
+
+    def _extract(self, encoder_input: torch.Tensor, steps: int, mask: torch.Tensor | None,
+                 first_window: bool = True):
         """Run the extractor for one window of ``steps`` steps; returns (output, first block) spikes.
 
         ``encoder_input`` is [B,C,H,W] for static images (broadcast over the window) or
@@ -92,17 +108,17 @@ class SpikingVGG(nn.Module):
         if encoder_input.dim() == 4 and not self.encoder_once:
             encoder_input = encoder_input.unsqueeze(0).expand(steps, *encoder_input.shape)
         if encoder_input.dim() == 4:
-            current = self.norms[0](self.convs[0](encoder_input))
+            current = self._norm(0, self.convs[0](encoder_input), first_window)
             current = current.unsqueeze(0).expand(steps, *current.shape)
         else:
-            current = _seq_apply(lambda x: self.norms[0](self.convs[0](x)), encoder_input)
+            current = _seq_apply(lambda x: self._norm(0, self.convs[0](x), first_window), encoder_input)
         spikes = self.lifs[0](current)
         first_block = None
         for index in range(1, len(self.convs)):
             if index in MIDDLE_TARGETS and mask is not None and self.config.attention_targets == "encoder+middle":
                 spikes = spikes * F.adaptive_avg_pool2d(mask, spikes.shape[-2:]).unsqueeze(0)
-            conv, norm = self.convs[index], self.norms[index]
-            spikes = self.lifs[index](_seq_apply(lambda x: norm(conv(x)), spikes))
+            conv = self.convs[index]
+            spikes = self.lifs[index](_seq_apply(lambda x: self._norm(index, conv(x), first_window), spikes))
             if index in POOL_AFTER:
                 spikes = _seq_apply(lambda x: F.max_pool2d(x, 2), spikes)
             if index == 1:
@@ -127,6 +143,7 @@ class SpikingVGG(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         functional.reset_net(self)
         self.last_attention_maps = []
+        self._first_window_stats = {}
         x = self._normalise(x)
         steps = self.config.time_steps
         if self.config.dynamic_input:
@@ -144,7 +161,7 @@ class SpikingVGG(nn.Module):
             self.last_attention_maps.append(mask)
         for start, stop in self._windows(steps):
             window_input = x[start:stop] if self.config.dynamic_input else x
-            out, first_block = self._extract(window_input, stop - start, mask)
+            out, first_block = self._extract(window_input, stop - start, mask, first_window=start == 0)
             outputs.append(out)
             if self.attention is not None and stop < steps:
                 mask = self._attention_map(out, first_block)
