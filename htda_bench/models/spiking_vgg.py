@@ -84,7 +84,8 @@ class SpikingVGG(nn.Module):
 
     def _norm(self, index: int, x: torch.Tensor, first_window: bool) -> torch.Tensor:
         """BatchNorm of conv ``index``; with window_norm "first-window", masked windows in training
-        reuse the first window's batch statistics (hand-written: torch's BatchNorm has no such mode)."""
+        reuse the first window's batch statistics (hand-written: torch's BatchNorm has no such mode).
+        Under multi-rank training those reused statistics are this rank's own, not all ranks'."""
         norm = self.norms[index]
         if self.config.window_norm == "per-window" or not norm.training:
             return norm(x)
