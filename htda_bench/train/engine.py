@@ -32,6 +32,9 @@ WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 
 
+ATTENTION_CHECK_IMAGES = 200  # test images whose maps are checked at the end of every epoch
+
+
 def _generator(*parts: int) -> torch.Generator:
     seed = 0
     for part in parts:
@@ -102,6 +105,17 @@ def training_loss(model, logits, labels, config: TrainConfig, iteration: int, to
         terms["total"] = ce + (1 - alpha) / alpha * map_terms["total"]
     terms["attention"] = map_terms["total"]
     return terms
+
+
+def _attention_pixel_std(model, test_split, config: TrainConfig, device: torch.device) -> float:
+    """Per-pixel std of M across the first test images at inference temperature, logged every epoch:
+    a map that collapses to one pattern for every image (the CIFAR-10 failure) shows here mid-run."""
+    count = ATTENTION_CHECK_IMAGES if config.eval_subset is None else min(config.eval_subset, ATTENTION_CHECK_IMAGES)
+    model.eval()
+    model.temperature.fill_(model.config.inference_temperature)
+    stats = attention_stats(model, test_split.as_float(slice(0, count)).to(device))
+    model.train()  # the training loop sets the temperature again before the next step
+    return round(stats["pixel_std"], 4)
 
 
 def _save_state(path: Path, model, optimizer, iteration: int, config: TrainConfig, history, wall: float,
@@ -203,8 +217,11 @@ def train(config: TrainConfig, out_dir: str | Path, data_root=None, resume: bool
             progress.update(task, completed=iteration, status=(
                 f"loss {terms['total'].item():.4f} acc {100 * correct / seen:.1f}% {rate:.0f} samples/s"))
             if position + 1 == iterations_per_epoch or iteration == total:
-                history.append({"epoch": epoch + 1, "iteration": iteration, "train_accuracy": 100 * correct / seen,
-                                "loss": terms["total"].item()})
+                entry = {"epoch": epoch + 1, "iteration": iteration, "train_accuracy": 100 * correct / seen,
+                         "loss": terms["total"].item()}
+                if model.attention is not None:
+                    entry["attention_pixel_std"] = _attention_pixel_std(model, test_split, config, device)
+                history.append(entry)
                 correct = seen = 0
             if world.is_root and (iteration % checkpoint_every == 0 or iteration == total):
                 out_dir.mkdir(parents=True, exist_ok=True)

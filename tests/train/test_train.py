@@ -88,5 +88,6 @@ def test_card_records_provenance_and_matches_the_weights(data_root, tmp_path):
                 "wall_time_s", "test_accuracy", "final_train_accuracy", "config_hash"):
         assert card[key] not in (None, ""), key
     assert set(card["attention_stats"]) >= {"pixel_std", "object_background_ratio"}
+    assert all(0.0 <= entry["attention_pixel_std"] <= 0.5 for entry in card["history"])
     model = load_weights(tmp_path / "model.safetensors")
     assert float(model.temperature) == 6.0 and not model.training
