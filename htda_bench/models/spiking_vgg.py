@@ -98,7 +98,7 @@ class SpikingVGG(nn.Module):
         return ((x.float() - mean) * scale + norm.bias.view(1, -1, 1, 1)).to(x.dtype)
 
     def _extract(self, encoder_input: torch.Tensor, steps: int, mask: torch.Tensor | None,
-                 first_window: bool = True):
+                 first_window: bool):
         """Run the extractor for one window of ``steps`` steps; returns (output, first block) spikes.
 
         ``encoder_input`` is [B,C,H,W] for static images (broadcast over the window) or
