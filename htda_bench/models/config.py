@@ -22,6 +22,12 @@ ATTENTION_UPSAMPLERS = ("deconv", "upsample-conv")
 #   "first-window"  the first (unmasked) window's statistics, batch in training and running in eval:
 #                   a map that dims the input dims the spikes, and training matches eval.
 WINDOW_NORMS = ("per-window", "first-window")
+# Which time steps the decoder (the linear layer over the per-step readouts) reads:
+#   "all"       every step, as in the paper: the first window saw the whole, unmasked input, so the
+#               classifier can learn to ignore the masked window, and L_M then drives M to zero;
+#   "attended"  only the steps after the first window (those that saw a computed map), so the
+#               classification has to pass through the map (HTDA only).
+DECODER_STEPS = ("all", "attended")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class ModelConfig:
     attention_source: str = "output"
     attention_upsampler: str = "deconv"
     window_norm: str = "per-window"
+    decoder_steps: str = "all"
     inference_temperature: float = 6.0
     classifier_hidden: int = 256
     extra: dict = field(default_factory=dict)
@@ -60,6 +67,10 @@ class ModelConfig:
             raise ValueError(f"attention_upsampler must be one of {ATTENTION_UPSAMPLERS}")
         if self.window_norm not in WINDOW_NORMS:
             raise ValueError(f"window_norm must be one of {WINDOW_NORMS}")
+        if self.decoder_steps not in DECODER_STEPS:
+            raise ValueError(f"decoder_steps must be one of {DECODER_STEPS}")
+        if self.decoder_steps == "attended" and not self.attention:
+            raise ValueError("decoder_steps 'attended' needs attention: use 'all' for a model without it")
         if self.attention and self.time_steps <= self.attention_window:
             raise ValueError("time_steps must exceed the attention window")
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from htda_bench.errors import ConfigError
 from htda_bench.metrics.attention import attention_stats
 from htda_bench.models import create_model, list_families
 from htda_bench.models.lif import PaperLIF
@@ -171,3 +172,28 @@ def test_first_window_norm_lets_a_dimming_map_reduce_spikes():
         currents[window_norm] = (full.std((0, 2, 3)).mean().item(), dimmed.std((0, 2, 3)).mean().item())
     assert abs(currents["per-window"][1] - currents["per-window"][0]) < 0.01 * currents["per-window"][0]
     assert currents["first-window"][1] == pytest.approx(0.5 * currents["first-window"][0], rel=0.01)
+
+
+def test_attended_decoder_ignores_the_unmasked_window():
+    """With decoder_steps "attended" the logits depend on the readouts of the masked steps only, so
+    the classification has to pass through the map; with "all" (the paper) the unmasked first window
+    enters the logits too."""
+    x = torch.rand(4, 1, 32, 32)
+    for decoder_steps in ("all", "attended"):
+        model = small_model("htda", decoder_steps=decoder_steps)
+        window = model.config.attention_window
+        expected_inputs = (model.config.time_steps - (window if decoder_steps == "attended" else 0)) * 10
+        assert model.decoder.in_features == expected_inputs
+        with torch.no_grad():
+            clean = model(x)
+            # readouts are [K*B, classes] (time folded into the batch): shift the first window's
+            handle = model.readout.register_forward_hook(
+                lambda module, inputs, output: torch.cat([output[: window * 4] + 100.0, output[window * 4 :]]))
+            shifted = model(x)
+            handle.remove()
+        assert torch.equal(clean, shifted) == (decoder_steps == "attended")
+
+
+def test_attended_decoder_needs_attention():
+    with pytest.raises(ConfigError, match="needs attention"):
+        create_model("s-snn", "vgg32c", "mnist", decoder_steps="attended")
