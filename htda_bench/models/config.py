@@ -28,6 +28,13 @@ WINDOW_NORMS = ("per-window", "first-window")
 #   "attended"  only the steps after the first window (those that saw a computed map), so the
 #               classification has to pass through the map (HTDA only).
 DECODER_STEPS = ("all", "attended")
+# What M multiplies at the encoder:
+#   "normalised"  the normalised image (x - mean) / std: M = 0 turns a pixel into the dataset's mean
+#                 colour, so M matters most on very dark and very bright pixels alike;
+#   "pixels"      the image in [0, 1] before normalisation: M = 0 turns a pixel black, so M matters
+#                 where the input is bright and keeping a dark background costs nothing.
+# The two are the same map on event frames (fed without normalisation).
+MASK_SPACES = ("normalised", "pixels")
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,7 @@ class ModelConfig:
     attention_upsampler: str = "deconv"
     window_norm: str = "per-window"
     decoder_steps: str = "all"
+    mask_space: str = "normalised"
     inference_temperature: float = 6.0
     classifier_hidden: int = 256
     extra: dict = field(default_factory=dict)
@@ -69,6 +77,8 @@ class ModelConfig:
             raise ValueError(f"window_norm must be one of {WINDOW_NORMS}")
         if self.decoder_steps not in DECODER_STEPS:
             raise ValueError(f"decoder_steps must be one of {DECODER_STEPS}")
+        if self.mask_space not in MASK_SPACES:
+            raise ValueError(f"mask_space must be one of {MASK_SPACES}")
         if self.decoder_steps == "attended" and not self.attention:
             raise ValueError("decoder_steps 'attended' needs attention: use 'all' for a model without it")
         if self.attention and self.time_steps <= self.attention_window:

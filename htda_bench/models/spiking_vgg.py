@@ -104,7 +104,10 @@ class SpikingVGG(nn.Module):
         ``encoder_input`` is [B,C,H,W] for static images (broadcast over the window) or
         [steps,B,C,H,W] for event frames; ``mask`` is the attention map for this window, or None.
         """
-        if mask is not None:
+        if mask is not None and self.config.mask_space == "pixels" and not self.config.dynamic_input:
+            # (x * M - mean) / std, written on the already normalised input
+            encoder_input = encoder_input * mask + (mask - 1) * (self.mean / self.std)
+        elif mask is not None:
             encoder_input = encoder_input * mask
         if encoder_input.dim() == 4 and not self.encoder_once:
             encoder_input = encoder_input.unsqueeze(0).expand(steps, *encoder_input.shape)

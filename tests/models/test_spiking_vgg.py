@@ -197,3 +197,22 @@ def test_attended_decoder_ignores_the_unmasked_window():
 def test_attended_decoder_needs_attention():
     with pytest.raises(ConfigError, match="needs attention"):
         create_model("s-snn", "vgg32c", "mnist", decoder_steps="attended")
+
+
+def test_pixel_space_mask_equals_masking_the_raw_image():
+    """mask_space "pixels": the encoder sees normalise(x * M), so a map of zeros gives a black image
+    and a map of ones the image itself; "normalised" multiplies normalise(x) instead."""
+    x = torch.rand(2, 3, 32, 32)
+    mask = torch.rand(2, 1, 32, 32)
+    seen = {}
+    for space in ("normalised", "pixels"):
+        model = create_model("htda", "vgg32c", "cifar10", mask_space=space).eval()
+        captured = []
+        handle = model.convs[0].register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+        with torch.no_grad():
+            model._extract(model._normalise(x), 4, mask, first_window=False)
+        handle.remove()
+        seen[space] = captured[0]
+    torch.testing.assert_close(seen["pixels"], model._normalise(x * mask))
+    torch.testing.assert_close(seen["normalised"], model._normalise(x) * mask)
+    assert not torch.allclose(seen["pixels"], seen["normalised"])
