@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from htda_bench.data import load_split
-from htda_bench.metrics.attention import attention_stats
+from htda_bench.metrics.attention import attention_maps, attention_stats
 from htda_bench.models import create_model
-from htda_bench.report.attention_figures import attention_figure
+from htda_bench.report.attention_figures import CONDITIONS, attention_figure, perturbed_inputs
 from htda_bench.train.config import TrainConfig
 
 parser = argparse.ArgumentParser()
@@ -45,6 +45,14 @@ images = test.as_float(slice(0, args.images))
 with torch.no_grad():
     accuracy = (model(images).argmax(1) == test.labels[: args.images]).float().mean().item() * 100
 stats = attention_stats(model, images)
+# Where the map goes on translated + rotated images: on the black padding the transform adds
+# (every channel exactly 0) or on the image. A map keyed to dark pixels, not to the object, puts
+# its mass on the padding.
+moved = perturbed_inputs(images, seed=0)[CONDITIONS[1]]
+padding = (moved == 0).all(1)
+moved_maps = attention_maps(model, moved)
+stats["moved_mean_on_padding"] = moved_maps[padding].mean().item()
+stats["moved_mean_on_image"] = moved_maps[~padding].mean().item()
 print(json.dumps({"iteration": state["iteration"], "test_accuracy_first_n": round(accuracy, 1),
                   "n_images": args.images, **{key: round(value, 4) for key, value in stats.items()},
                   "history": state["history"]}, indent=1))
