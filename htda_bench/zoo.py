@@ -142,6 +142,7 @@ def publish(run_dir: str | Path, name: str | None = None, zoo: Path | None = Non
         "attention_stats": run_card.get("attention_stats"),
         "train_config": run_card["train_config"], "model_config": run_card["model_config"],
         "history": run_card.get("history"), "trained_git_commit": run_card["git_commit"],
+        "trained_git_commits": run_card.get("git_commits", [run_card["git_commit"]]),
         "git_commit": run_card["git_commit"], "package_versions": run_card["package_versions"],
         "date": run_card["date"],
     }

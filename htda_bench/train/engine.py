@@ -119,10 +119,11 @@ def _attention_pixel_std(model, test_split, config: TrainConfig, device: torch.d
 
 
 def _save_state(path: Path, model, optimizer, iteration: int, config: TrainConfig, history, wall: float,
-                counts: tuple[int, int]):
+                counts: tuple[int, int], commits: list[str]):
     state = {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
         "config_hash": config.hash(), "history": history, "wall_time_s": wall, "counts": list(counts),
+        "git_commits": commits,
     }
     with atomic_path(path) as temporary:
         torch.save(state, temporary)
@@ -168,12 +169,15 @@ def train(config: TrainConfig, out_dir: str | Path, data_root=None, resume: bool
     iterations_per_epoch = math.ceil(n_train / config.batch_size)
     total = max(1, round(config.epochs * iterations_per_epoch))
     start, history, previous_wall, (correct, seen) = 0, [], 0.0, (0, 0)
+    commits = [git_commit()]  # the code a run starts (and each resume continues) from, in order
     if resume and state_path.exists():
         state = _load_state(state_path, config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, history, previous_wall = state["iteration"], state["history"], state["wall_time_s"]
         correct, seen = state["counts"]
+        earlier = state.get("git_commits", [])
+        commits = earlier + [commit for commit in commits if commit not in earlier[-1:]]
 
     model.train()
     began = time.perf_counter()
@@ -226,18 +230,21 @@ def train(config: TrainConfig, out_dir: str | Path, data_root=None, resume: bool
             if world.is_root and (iteration % checkpoint_every == 0 or iteration == total):
                 out_dir.mkdir(parents=True, exist_ok=True)
                 _save_state(state_path, model, optimizer, iteration, config, history,
-                            previous_wall + time.perf_counter() - began, (correct, seen))
+                            previous_wall + time.perf_counter() - began, (correct, seen), commits)
     wall = previous_wall + time.perf_counter() - began
     if iteration < total:
         return {"status": "stopped", "iteration": iteration, "total_iterations": total}
     if not world.is_root:
         return {"status": "worker", "rank": world.rank}
-    return write_card(model, config, out_dir, train_split, test_split, history, iteration, wall)
+    return write_card(model, config, out_dir, train_split, test_split, history, iteration, wall, commits)
 
 
 def write_card(model, config: TrainConfig, out_dir: Path, train_split, test_split, history,
-               iterations: int, wall: float) -> dict:
-    """Measure the finished model (fp32, eval mode) and write weights plus card."""
+               iterations: int, wall: float, commits: list[str]) -> dict:
+    """Measure the finished model (fp32, eval mode) and write weights plus card.
+
+    ``git_commit`` is the commit the run started from; ``git_commits`` lists it and those of
+    any resumes from other code, so a card never names code that did not train it."""
     model.temperature.fill_(model.config.inference_temperature)
     model.cpu().eval()
     accuracy = clean_accuracy(model, test_split, config.eval_subset)
@@ -263,7 +270,8 @@ def write_card(model, config: TrainConfig, out_dir: Path, train_split, test_spli
         "test_examples": len(test_split) if config.eval_subset is None else min(config.eval_subset, len(test_split)),
         "final_train_accuracy": round(history[-1]["train_accuracy"], 2) if history else None,
         "history": history,
-        "git_commit": git_commit(),
+        "git_commit": commits[0],
+        "git_commits": commits,
         "package_versions": package_versions(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -8,6 +8,7 @@ import torch
 from htda_bench.errors import ConfigError
 from htda_bench.models.checkpoint import load_weights
 from htda_bench.train import TrainConfig, train
+from htda_bench.train import engine
 from htda_bench.train.engine import learning_rate, temperature, training_loss
 from htda_bench.utils import sha256_file
 
@@ -58,14 +59,17 @@ def test_schedules():
     assert temperature(config, 0, 100) == 1.0 and temperature(config, 99, 100) == 6.0
 
 
-def test_resume_gives_the_uninterrupted_result(data_root, tmp_path):
+def test_resume_gives_the_uninterrupted_result(data_root, tmp_path, monkeypatch):
     config = tiny_config()
     uninterrupted = train(config, tmp_path / "a", data_root, show_progress=False, checkpoint_every=1)
     stopped = train(config, tmp_path / "b", data_root, show_progress=False, checkpoint_every=1, stop_after=2)
     assert stopped["status"] == "stopped" and stopped["iteration"] == 2
     with pytest.raises(ConfigError, match="--resume"):
         train(config, tmp_path / "b", data_root, show_progress=False)
+    monkeypatch.setattr(engine, "git_commit", lambda: "resumed-from-other-code")
     resumed = train(config, tmp_path / "b", data_root, resume=True, show_progress=False, checkpoint_every=1)
+    assert resumed["git_commit"] == uninterrupted["git_commit"] != "resumed-from-other-code"
+    assert resumed["git_commits"] == [uninterrupted["git_commit"], "resumed-from-other-code"]
     assert resumed["history"] == uninterrupted["history"]
     assert resumed["test_accuracy"] == uninterrupted["test_accuracy"]
     first = load_weights(tmp_path / "a" / "model.safetensors").state_dict()
