@@ -244,7 +244,8 @@ def write_card(model, config: TrainConfig, out_dir: Path, train_split, test_spli
     """Measure the finished model (fp32, eval mode) and write weights plus card.
 
     ``git_commit`` is the commit the run started from; ``git_commits`` lists it and those of
-    any resumes from other code, so a card never names code that did not train it."""
+    any resumes from other code (states written before this field start the list at the first
+    resume that knew it)."""
     model.temperature.fill_(model.config.inference_temperature)
     model.cpu().eval()
     accuracy = clean_accuracy(model, test_split, config.eval_subset)
