@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from htda_bench.data import load_split
+from htda_bench.errors import HtdaBenchError
 from htda_bench.metrics.attention import attention_maps, attention_stats
 from htda_bench.models import create_model
 from htda_bench.report.attention_figures import CONDITIONS, attention_figure, perturbed_inputs
@@ -33,7 +34,12 @@ parser.add_argument("--data-root", default=None)
 args = parser.parse_args()
 
 torch.set_num_threads(args.threads)
-config = TrainConfig.from_recipe(args.recipe)
+if not (args.run / "state.pt").is_file():
+    parser.error(f"{args.run} holds no state.pt: pass the --out folder of an htda-bench train run")
+try:
+    config = TrainConfig.from_recipe(args.recipe)
+except HtdaBenchError as error:
+    parser.error(str(error))
 state = torch.load(args.run / "state.pt", weights_only=True)  # written by our own trainer
 if state["config_hash"] != config.hash():
     parser.error(f"{args.run} was not trained from {args.recipe} (config hash differs)")
