@@ -19,6 +19,7 @@ import torch
 
 from htda_bench.data import load_split
 from htda_bench.errors import HtdaBenchError
+from htda_bench.metrics.accuracy import clean_accuracy
 from htda_bench.metrics.attention import attention_maps, attention_stats
 from htda_bench.models import create_model
 from htda_bench.report.attention_figures import CONDITIONS, attention_figure, perturbed_inputs
@@ -48,8 +49,7 @@ model.load_state_dict(state["model"])
 model.eval()
 test = load_split(config.dataset, "test", args.data_root)
 images = test.as_float(slice(0, args.images))
-with torch.no_grad():
-    accuracy = (model(images).argmax(1) == test.labels[: args.images]).float().mean().item() * 100
+accuracy = clean_accuracy(model, test, args.images)
 stats = attention_stats(model, images)
 # Where the map goes on translated + rotated images: on the black padding the transform adds
 # (every channel exactly 0) or on the image. A map keyed to dark pixels, not to the object, puts

@@ -53,7 +53,8 @@ class SpikingVGG(nn.Module):
         self.fc = nn.Linear(channels[-1] * final_size * final_size, config.classifier_hidden)
         self.fc_lif = PaperLIF(learnable=config.learnable_lif)
         self.readout = nn.Linear(config.classifier_hidden, config.n_classes)
-        self.decoder = nn.Linear(len(self._decoded_steps()) * config.n_classes, config.n_classes)
+        decoded_steps = config.time_steps - self._first_decoded_step()
+        self.decoder = nn.Linear(decoded_steps * config.n_classes, config.n_classes)
         self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1))
         self.register_buffer("temperature", torch.tensor(float(config.inference_temperature)))
@@ -144,10 +145,9 @@ class SpikingVGG(nn.Module):
             return [(0, window), (window, steps)]
         return [(start, min(start + window, steps)) for start in range(0, steps, window)]
 
-    def _decoded_steps(self) -> range:
-        """The steps whose readouts the decoder reads (config decoder_steps)."""
-        start = self.config.attention_window if self.config.decoder_steps == "attended" else 0
-        return range(start, self.config.time_steps)
+    def _first_decoded_step(self) -> int:
+        """The decoder reads the readouts from this step to the last (config decoder_steps)."""
+        return self.config.attention_window if self.config.decoder_steps == "attended" else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         functional.reset_net(self)
@@ -178,6 +178,5 @@ class SpikingVGG(nn.Module):
         features = torch.cat(outputs, 0).flatten(2)  # [K, B, features]
         hidden = self.fc_lif(_seq_apply(self.fc, features))
         readouts = _seq_apply(self.readout, hidden)  # [K, B, n_classes], real-valued per step
-        decoded = self._decoded_steps()
-        readouts = readouts[decoded.start : decoded.stop]
+        readouts = readouts[self._first_decoded_step() :]
         return self.decoder(readouts.transpose(0, 1).flatten(1))

@@ -169,15 +169,17 @@ def train(config: TrainConfig, out_dir: str | Path, data_root=None, resume: bool
     iterations_per_epoch = math.ceil(n_train / config.batch_size)
     total = max(1, round(config.epochs * iterations_per_epoch))
     start, history, previous_wall, (correct, seen) = 0, [], 0.0, (0, 0)
-    commits = [git_commit()]  # the code a run starts (and each resume continues) from, in order
+    current_commit = git_commit()
+    commits = [current_commit]  # the code a run starts (and each resume continues) from, in order
     if resume and state_path.exists():
         state = _load_state(state_path, config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, history, previous_wall = state["iteration"], state["history"], state["wall_time_s"]
         correct, seen = state["counts"]
-        earlier = state.get("git_commits", [])
-        commits = earlier + [commit for commit in commits if commit not in earlier[-1:]]
+        commits = state.get("git_commits", [])
+        if commits[-1:] != [current_commit]:
+            commits = commits + [current_commit]
 
     model.train()
     began = time.perf_counter()
