@@ -39,6 +39,9 @@ class TrainConfig:
     ce_weight: str = "alpha"  # "alpha" (paper: alpha*CE) or "one" (CE + (1-alpha)/alpha * L_M)
     grad_clip: float | None = None  # max global gradient norm (None: no clipping, as in the paper)
     model_options: dict = field(default_factory=dict)
+    # A zoo model whose matching weights the run starts from (train/warm_start.py), or None:
+    # a deviation from the paper's single-stage training, used where noted in a recipe.
+    init_from: str | None = None
     precision: str = "bf16"  # autocast dtype for training on CPU: "bf16" or "fp32"
     train_subset: int | None = None  # first N training examples only (tests, smoke runs)
     eval_subset: int | None = None  # first N test examples for the end-of-epoch accuracy

@@ -26,6 +26,7 @@ from ..models.registry import zoo_name
 from ..models.checkpoint import save_weights
 from ..utils import atomic_path, git_commit, hardware_description, package_versions, sha256_file, write_json_atomic
 from .config import TrainConfig
+from .warm_start import warm_start
 
 STATE_FILE = "state.pt"
 WEIGHTS_FILE = "model.safetensors"
@@ -119,11 +120,11 @@ def _attention_pixel_std(model, test_split, config: TrainConfig, device: torch.d
 
 
 def _save_state(path: Path, model, optimizer, iteration: int, config: TrainConfig, history, wall: float,
-                counts: tuple[int, int], commits: list[str]):
+                counts: tuple[int, int], commits: list[str], initialisation: dict | None):
     state = {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
         "config_hash": config.hash(), "history": history, "wall_time_s": wall, "counts": list(counts),
-        "git_commits": commits,
+        "git_commits": commits, "init_from": initialisation,
     }
     with atomic_path(path) as temporary:
         torch.save(state, temporary)
@@ -162,6 +163,8 @@ def train(config: TrainConfig, out_dir: str | Path, data_root=None, resume: bool
     model = create_model(config.family, config.arch, config.dataset, **config.model_options)
     world = current_world()
     device = _device()
+    initialisation = warm_start(model, config.init_from) if config.init_from and not (
+        resume and state_path.exists()) else None
     model.to(device)
     network = _distributed(model, device) if world.size > 1 else model
     optimizer = torch.optim.SGD(_parameter_groups(model, config.weight_decay), lr=config.lr,
@@ -178,6 +181,7 @@ def train(config: TrainConfig, out_dir: str | Path, data_root=None, resume: bool
         start, history, previous_wall = state["iteration"], state["history"], state["wall_time_s"]
         correct, seen = state["counts"]
         commits = state.get("git_commits", [])
+        initialisation = state.get("init_from")
         if commits[-1:] != [current_commit]:
             commits = commits + [current_commit]
 
@@ -232,22 +236,24 @@ def train(config: TrainConfig, out_dir: str | Path, data_root=None, resume: bool
             if world.is_root and (iteration % checkpoint_every == 0 or iteration == total):
                 out_dir.mkdir(parents=True, exist_ok=True)
                 _save_state(state_path, model, optimizer, iteration, config, history,
-                            previous_wall + time.perf_counter() - began, (correct, seen), commits)
+                            previous_wall + time.perf_counter() - began, (correct, seen), commits,
+                            initialisation)
     wall = previous_wall + time.perf_counter() - began
     if iteration < total:
         return {"status": "stopped", "iteration": iteration, "total_iterations": total}
     if not world.is_root:
         return {"status": "worker", "rank": world.rank}
-    return write_card(model, config, out_dir, train_split, test_split, history, iteration, wall, commits)
+    return write_card(model, config, out_dir, train_split, test_split, history, iteration, wall, commits,
+                      initialisation)
 
 
 def write_card(model, config: TrainConfig, out_dir: Path, train_split, test_split, history,
-               iterations: int, wall: float, commits: list[str]) -> dict:
+               iterations: int, wall: float, commits: list[str], initialisation: dict | None = None) -> dict:
     """Measure the finished model (fp32, eval mode) and write weights plus card.
 
     ``git_commit`` is the commit the run started from; ``git_commits`` lists it and those of
     any resumes from other code (states written before this field start the list at the first
-    resume that knew it)."""
+    resume that knew it); ``init_from`` names the zoo weights a warm-started run began from."""
     model.temperature.fill_(model.config.inference_temperature)
     model.cpu().eval()
     accuracy = clean_accuracy(model, test_split, config.eval_subset)
@@ -273,6 +279,7 @@ def write_card(model, config: TrainConfig, out_dir: Path, train_split, test_spli
         "test_examples": len(test_split) if config.eval_subset is None else min(config.eval_subset, len(test_split)),
         "final_train_accuracy": round(history[-1]["train_accuracy"], 2) if history else None,
         "history": history,
+        "init_from": initialisation,
         "git_commit": commits[0],
         "git_commits": commits,
         "package_versions": package_versions(),
