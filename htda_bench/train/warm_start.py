@@ -26,6 +26,11 @@ def warm_start(model: torch.nn.Module, name: str) -> dict:
     from ..zoo import load_model  # the zoo sits above training; imported here, when asked for
 
     source_model = load_model(name)
+    card = source_model.zoo_card
+    if (card["arch"], card["dataset"]) != (model.config.arch, model.config.dataset):
+        raise ConfigError(f"init_from {name!r} is a {card['arch']} on {card['dataset']}, this model a "
+                          f"{model.config.arch} on {model.config.dataset}: choose a zoo model of the same "
+                          "arch and dataset")
     source = source_model.state_dict()
     target = model.state_dict()
     copied, adapted, kept = [], [], []
@@ -40,13 +45,10 @@ def warm_start(model: torch.nn.Module, name: str) -> dict:
             adapted.append(key)
         else:
             kept.append(key)
-    if not copied:
-        raise ConfigError(f"init_from {name!r} shares no weights with this model: choose a zoo model "
-                          "of the same arch and dataset")
     model.load_state_dict(target)
     return {
         "name": name,
-        "weights_sha256": source_model.zoo_card["weights_sha256"],
+        "weights_sha256": card["weights_sha256"],
         "copied": len(copied),
         "adapted": adapted,
         "initialised_at_random": sorted({key.split(".")[0] for key in kept}),

@@ -92,6 +92,41 @@ def test_card_records_provenance_and_matches_the_weights(data_root, tmp_path):
                 "wall_time_s", "test_accuracy", "final_train_accuracy", "config_hash"):
         assert card[key] not in (None, ""), key
     assert set(card["attention_stats"]) >= {"pixel_std", "object_background_ratio"}
+    assert card["init_from"] is None
     assert all(0.0 <= entry["attention_pixel_std"] <= 0.5 for entry in card["history"])
     model = load_weights(tmp_path / "model.safetensors")
     assert float(model.temperature) == 6.0 and not model.training
+
+
+def test_warm_start_copies_the_extractor_and_adapts_the_decoder():
+    from htda_bench.models import create_model
+    from htda_bench.train.warm_start import warm_start
+    from htda_bench.zoo import load_model
+
+    source = load_model("s-snn-vgg32c-mnist")
+    torch.manual_seed(0)
+    model = create_model("htda", "vgg32c", "mnist", attention_source="layer2", decoder_steps="attended")
+    attention_before = model.attention.state_dict()
+    record = warm_start(model, "s-snn-vgg32c-mnist")
+    assert torch.equal(model.convs[3].weight, source.convs[3].weight.float())
+    assert torch.equal(model.norms[0].running_var, source.norms[0].running_var.float())
+    # the attended decoder reads steps 2..5: the source decoder's last 4 x 10 columns
+    assert torch.equal(model.decoder.weight, source.decoder.weight[:, -40:].float())
+    assert all(torch.equal(v, model.attention.state_dict()[k]) for k, v in attention_before.items())
+    assert record["adapted"] == ["decoder.weight"] and record["initialised_at_random"] == ["attention"]
+    assert record["weights_sha256"] == source.zoo_card["weights_sha256"]
+
+
+def test_warm_start_from_another_dataset_is_refused():
+    from htda_bench.models import create_model
+    from htda_bench.train.warm_start import warm_start
+
+    with pytest.raises(ConfigError, match="same arch and dataset"):
+        warm_start(create_model("htda", "vgg32c", "mnist"), "s-snn-vgg32c-cifar10")
+
+
+def test_a_warm_started_run_records_its_source_through_a_resume(data_root, tmp_path):
+    config = tiny_config(init_from="s-snn-vgg32c-mnist", train_subset=32)
+    train(config, tmp_path, data_root, show_progress=False, checkpoint_every=1, stop_after=1)
+    card = train(config, tmp_path, data_root, resume=True, show_progress=False)
+    assert card["init_from"]["name"] == "s-snn-vgg32c-mnist" and card["init_from"]["copied"] > 50
