@@ -39,6 +39,12 @@ def test_zoo_model_loads_and_meets_the_contract(name):
         assert stats["pixel_std"] >= 0.05, "an HTDA whose map ignores the input is not shipped"
 
 
+@pytest.mark.parametrize("name", [c["name"] for c in CARDS if c.get("init_from")])
+def test_a_warm_started_model_names_a_zoo_source_whose_weights_are_unchanged(name):
+    source = get_card(name)["init_from"]
+    assert get_card(source["name"])["weights_sha256"] == source["weights_sha256"]
+
+
 @pytest.mark.parametrize("name", [c["name"] for c in CARDS if c["dataset"] in ("mnist", "cifar10", "nmnist")])
 def test_clean_accuracy_on_first_500_matches_the_card(name, data_root):
     model = load_model(name)
