@@ -25,9 +25,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     temporary_path = Path(temporary)
-    os.chmod(temporary_path, 0o644)  # mkstemp creates 0600; results are meant to be shared
     try:
         yield temporary_path
+        # mkstemp creates 0600, and writers that replace the file (safetensors) do too; results
+        # are meant to be shared
+        os.chmod(temporary_path, 0o644)
         os.replace(temporary_path, path)
     finally:
         if temporary_path.exists():
