@@ -65,6 +65,8 @@ class TrainConfig:
 
     def hash(self) -> str:
         data = {k: v for k, v in self.to_dict().items() if k not in ("threads", "recipe")}
+        if data["init_from"] is None:  # settings from before init_from existed keep their hash
+            del data["init_from"]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod

@@ -130,3 +130,14 @@ def test_a_warm_started_run_records_its_source_through_a_resume(data_root, tmp_p
     train(config, tmp_path, data_root, show_progress=False, checkpoint_every=1, stop_after=1)
     card = train(config, tmp_path, data_root, resume=True, show_progress=False)
     assert card["init_from"]["name"] == "s-snn-vgg32c-mnist" and card["init_from"]["copied"] > 50
+
+
+def test_settings_without_init_from_keep_the_hash_they_had_before_it_existed():
+    # the CIFAR-10 HTDA recipe of 2026-12-05 (before init_from), whose runs recorded this hash
+    config = TrainConfig(family="htda", arch="vgg32c", dataset="cifar10", epochs=8, batch_size=100, lr=0.1,
+                         warmup_fraction=0.03, precision="fp32", grad_clip=1.0, alpha=0.1, ce_weight="one",
+                         model_options={"attention_source": "layer2", "window_norm": "first-window",
+                                        "decoder_steps": "attended"},
+                         recipe="zoo/recipes/htda-vgg32c-cifar10.yaml")
+    assert config.hash() == "3ddfed2d66119fc7"
+    assert TrainConfig(**{**config.to_dict(), "init_from": "s-snn-vgg32c-cifar10"}).hash() != config.hash()
