@@ -163,8 +163,9 @@ def train(config: TrainConfig, out_dir: str | Path, data_root=None, resume: bool
     model = create_model(config.family, config.arch, config.dataset, **config.model_options)
     world = current_world()
     device = _device()
-    initialisation = warm_start(model, config.init_from) if config.init_from and not (
-        resume and state_path.exists()) else None
+    resuming = resume and state_path.exists()
+    # a warm start only begins a run (before DDP wraps the model); a resume reads its record back
+    initialisation = warm_start(model, config.init_from) if config.init_from and not resuming else None
     model.to(device)
     network = _distributed(model, device) if world.size > 1 else model
     optimizer = torch.optim.SGD(_parameter_groups(model, config.weight_decay), lr=config.lr,
@@ -174,7 +175,7 @@ def train(config: TrainConfig, out_dir: str | Path, data_root=None, resume: bool
     start, history, previous_wall, (correct, seen) = 0, [], 0.0, (0, 0)
     current_commit = git_commit()
     commits = [current_commit]  # the code a run starts (and each resume continues) from, in order
-    if resume and state_path.exists():
+    if resuming:
         state = _load_state(state_path, config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
